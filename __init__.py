@@ -1,0 +1,42 @@
+"""theanine: a Theano-style lazy computation-graph compiler (`import theanine as theano`)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+from theanine.graph.config import config
+from theanine.graph.shared import SharedVariable, shared
+from theanine.graph.type import TensorType
+from theanine.graph.var import Apply, Constant, Op, Var, Var as Variable, toposort
+from theanine.graph import tensor
+from theanine.compiler import autodiff as _autodiff
+from theanine.compiler.autodiff import Lop, Rop, grad
+
+__version__ = "0.1.0"
+
+
+def _alias(name: str, module: types.ModuleType) -> types.ModuleType:
+    """Expose `module` as `theanine.<name>` so `import theanine.<name> as X` works."""
+    sys.modules[f"{__name__}.{name}"] = module
+    return module
+
+
+# Theano's T namespace also carries grad and friends, which live in the compiler.
+for _name in ("grad", "Rop", "Lop"):
+    setattr(tensor, _name, getattr(_autodiff, _name))
+_alias("tensor", tensor)
+
+from theanine.compiler.function import Function, In, Out, function  # noqa: E402
+from theanine.compiler import gradient  # noqa: E402
+from theanine.graph import nnet as _nnet  # noqa: E402
+from theanine.graph import printing  # noqa: E402
+
+_alias("gradient", gradient)
+_alias("printing", printing)
+tensor.nnet = _alias("tensor.nnet", _nnet)
+for _name in ("jacobian", "hessian", "verify_grad", "zero_grad", "disconnected_grad", "grad_clip", "grad_scale"):
+    if hasattr(gradient, _name):
+        setattr(tensor, _name, getattr(gradient, _name))
+
+floatX = config.floatX

@@ -1,0 +1,1 @@
+"""theanine.compiler: function(), autodiff, rewrites, and the pass pipeline."""

@@ -1,0 +1,1 @@
+"""theanine.graph: types, variables, every Op (type inference, numpy reference, gradient), printing."""

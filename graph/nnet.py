@@ -1,0 +1,1 @@
+"""`theanine.tensor.nnet`: neural-network functions (sigmoid, softmax, cross-entropies, ...)."""

@@ -1,0 +1,1 @@
+"""Every Op class, grouped by family."""

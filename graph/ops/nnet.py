@@ -1,0 +1,3 @@
+"""nnet ops (being written)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""subtensor ops (being written)."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""`theanine.printing`: debugprint, pprint and pydotprint."""

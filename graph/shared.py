@@ -1,0 +1,164 @@
+"""Shared variables: symbolic leaves whose value persists between calls (`theanine.shared`)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .config import config
+from .type import TensorType, as_dtype
+from .var import Shared, Var, creation_trace, format_trace
+
+_uids = itertools.count(1)
+
+
+def filter_value(value, type_: TensorType, what: str, strict: bool = False, allow_downcast=None) -> np.ndarray:
+    """Check and convert `value` for a slot of type `type_`; `what` names the slot in messages.
+
+    Follows Theano: the same dtype passes; a safe cast (int8 -> float32) is made unless `strict`;
+    a lossy cast needs `allow_downcast=True`, except Python floats into floatX when it is None.
+    """
+    if isinstance(value, Var):
+        raise TypeError(f"{what}: expected a numeric value, got the symbolic variable {value}")
+    is_python_scalar = isinstance(value, (int, float, bool, complex)) and not isinstance(value, np.generic)
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise TypeError(f"{what}: expected a numeric array of dtype {type_.dtype}, got {type(value).__name__} {value!r:.80}")
+    if array.ndim != type_.ndim:
+        raise TypeError(
+            f"{what}: expected a {type_.ndim}-d array (type {type_}), got {array.ndim}-d with shape {array.shape}"
+        )
+    if array.dtype.name != type_.dtype:
+        if strict:
+            raise TypeError(f"{what}: expected dtype {type_.dtype} (strict), got {array.dtype.name}")
+        with np.errstate(all="ignore"):
+            converted = array.astype(type_.dtype)
+        if not (np.can_cast(array.dtype, type_.dtype, "safe") or allow_downcast):
+            from .config import config
+
+            python_data = not isinstance(value, (np.ndarray, np.generic))
+            exact = python_data and bool(np.all((converted == array) | (np.isnan(converted) & np.isnan(array))))
+            floatx = is_python_scalar and array.dtype.kind == "f" and type_.dtype == config.floatX
+            if allow_downcast is not None or not (exact or floatx):
+                raise TypeError(
+                    f"{what}: expected dtype {type_.dtype}, got {array.dtype.name}; converting would lose "
+                    f"precision. Cast the value (np.asarray(v, dtype='{type_.dtype}')) or pass "
+                    "allow_input_downcast=True"
+                )
+        array = converted
+    if not type_.accepts_shape(array.shape):
+        raise ValueError(f"{what}: expected shape {_shape_text(type_.shape)}, got {array.shape}")
+    return array
+
+
+def _shape_text(shape: tuple) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+
+
+class SharedVariable(Var):
+    """A variable whose value is stored between function calls: get_value, set_value, default_update."""
+
+    __slots__ = ("container", "strict", "allow_downcast", "default_update")
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, value, name=None, type_=None, strict=False, allow_downcast=None, borrow=False) -> None:
+        if type_ is None:
+            raise TypeError("SharedVariable needs a type; use theanine.shared(value)")
+        self.op = Shared(next(_uids), type_)
+        self.inputs = ()
+        self.type = type_
+        self.trace = creation_trace()
+        self.name = name
+        from .var import _Tag
+
+        self.tag = _Tag()
+        self.strict = strict
+        self.allow_downcast = allow_downcast
+        self.default_update = None
+        self.container = _Container(None)
+        array = filter_value(value, type_, self._what(), strict=strict, allow_downcast=allow_downcast)
+        self.container.value = array if borrow and array is value else np.array(array, copy=True)
+
+    def _what(self) -> str:
+        return f"shared variable {self.name!r}" if self.name else f"unnamed shared variable {self.type}"
+
+    def get_value(self, borrow: bool = False, return_internal_type: bool = False) -> np.ndarray:
+        """The current value; a copy unless `borrow=True`."""
+        value = self.container.value
+        return value if borrow else value.copy()
+
+    def set_value(self, value, borrow: bool = False) -> None:
+        """Replace the value; checks ndim and dtype (a lossy cast needs allow_downcast at creation)."""
+        array = filter_value(value, self.type, self._what(), strict=self.strict, allow_downcast=self.allow_downcast)
+        self.container.value = array if borrow and array is value else np.array(array, copy=True)
+
+    @property
+    def value(self):
+        return self.get_value()
+
+    @value.setter
+    def value(self, v):
+        self.set_value(v)
+
+    def zero(self, borrow: bool = False) -> None:
+        self.container.value = np.zeros_like(self.container.value)
+
+    def clone(self):
+        return self
+
+    def __reduce__(self):
+        return (_rebuild_shared, (self.container.value, self.name, self.type, self.strict, self.allow_downcast, self.default_update))
+
+    def __repr__(self):
+        return f"{self.name or 'shared'}:{self.type}"
+
+    def __str__(self):
+        return self.name or f"<shared {self.type}>"
+
+
+class _Container:
+    __slots__ = ("value",)
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+
+def _rebuild_shared(value, name, type_, strict, allow_downcast, default_update):
+    var = SharedVariable(value, name=name, type_=type_, strict=strict, allow_downcast=allow_downcast, borrow=True)
+    var.default_update = default_update
+    return var
+
+
+TensorSharedVariable = SharedVariable
+ScalarSharedVariable = SharedVariable
+
+
+def shared(value, name: str | None = None, strict: bool = False, allow_downcast=None, borrow: bool = False,
+           broadcastable=None, shape=None, dtype=None) -> SharedVariable:
+    """A shared variable holding `value` (copied unless borrow=True); Python floats become floatX."""
+    if isinstance(value, Var):
+        raise TypeError(f"shared() expects a numeric value, got the symbolic variable {value}")
+    if isinstance(value, float):
+        array = np.asarray(value, dtype=config.floatX)
+    elif isinstance(value, bool):
+        array = np.asarray(value)
+    elif isinstance(value, int):
+        array = np.asarray(value, dtype="int64")
+    else:
+        array = np.asarray(value)
+    if dtype is not None:
+        array = array.astype(as_dtype(dtype))
+    if array.dtype == object or array.dtype.kind in "USV":
+        raise TypeError(f"shared() expects a numeric array, got {type(value).__name__}")
+    if shape is None:
+        shape = (1 if b else None for b in broadcastable) if broadcastable is not None else (None,) * array.ndim
+    type_ = TensorType(array.dtype, tuple(shape))
+    source = value if (borrow and isinstance(value, np.ndarray) and value.dtype == array.dtype) else array
+    return SharedVariable(source, name=name, type_=type_, strict=strict, allow_downcast=allow_downcast, borrow=borrow)
+
+
+def describe_location(var: Var) -> str:
+    return format_trace(var.trace)

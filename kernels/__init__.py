@@ -1,0 +1,1 @@
+"""theanine.kernels: backend lowerings (py, numba, cuda) and their caches."""

@@ -1,0 +1,1 @@
+"""theanine.layers: Lasagne-style layers, initializers, objectives and updates."""

@@ -1,0 +1,25 @@
+"""Install theanine: the repo root is the package `theanine`."""
+
+from setuptools import find_packages, setup
+
+SUBPACKAGES = [f"theanine.{name}" for name in find_packages(".", exclude=["tests", "tests.*", "examples", "bench", "build"])]
+
+setup(
+    name="theanine",
+    version="0.1.0",
+    description="A Theano-style lazy computation-graph compiler: rewrite, differentiate, fuse, run on numba or CUDA",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    package_dir={"theanine": "."},
+    packages=["theanine", *SUBPACKAGES],
+    package_data={"theanine.layers": ["data/*", "data/*.gz", "data/NOTICE*"]},
+    install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.60", "llvmlite>=0.43", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "cuda": ["pycuda>=2024.1"],
+        "bench": ["jax", "pytensor", "torch==2.13.0", "numexpr"],
+        "viz": ["graphviz", "matplotlib"],
+    },
+    license="MIT",
+)
