@@ -16,7 +16,7 @@ setup(
     package_data={"theanine.layers": ["data/*", "data/*.gz", "data/NOTICE*"]},
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.60", "llvmlite>=0.43", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "wheel"],  # wheel: the packaging test builds one
         "cuda": ["pycuda>=2024.1"],
         "bench": ["jax", "pytensor", "torch==2.13.0", "numexpr"],
         "viz": ["graphviz", "matplotlib"],

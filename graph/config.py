@@ -24,7 +24,7 @@ _FLAGS: dict[str, tuple[object, tuple | None, str]] = {
     "linker": ("auto", None, "accepted for compatibility"),
     "openmp": (False, (True, False), "accepted for compatibility"),
     "profile": (False, (True, False), "profile every function"),
-    "traceback__limit": (8, None, "frames kept in a node's creation trace"),
+    "traceback__limit": (3, None, "frames kept in a node's creation trace"),
     "cache_dir": ("", None, "compile cache directory (THEANINE_CACHE overrides)"),
     "print_active_device": (False, (True, False), "accepted for compatibility"),
 }

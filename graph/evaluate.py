@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from .shared import filter_value
-from .type import TensorType
+from .type import TensorType, TupleType
 from .var import Constant, Input, Shared, Var, format_trace, toposort
 
 
@@ -42,8 +42,10 @@ def run_node(var: Var, args: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def check_output(var: Var, out) -> np.ndarray:
-    out = np.asarray(out)
     type_ = var.type
+    if isinstance(type_, TupleType):
+        return tuple(check_output(_Typed(t, var), o) for t, o in zip(type_.types, out))
+    out = np.asarray(out)
     if out.dtype.name != type_.dtype:
         raise EvaluationError(
             f"internal error: {var.op} returned dtype {out.dtype.name} but its type says {type_.dtype} "
@@ -54,6 +56,13 @@ def check_output(var: Var, out) -> np.ndarray:
             f"{var.op} produced shape {out.shape}, but its static type says {type_}; node created at\n  {var.where()}"
         )
     return out
+
+
+class _Typed:
+    """A stand-in Var for checking one element of a multi-output node's result."""
+
+    def __init__(self, type_, var: Var) -> None:
+        self.type, self.op, self.where = type_, var.op, var.where
 
 
 def node_error(var: Var, error: Exception, args: Sequence[np.ndarray]) -> Exception:

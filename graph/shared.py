@@ -110,7 +110,12 @@ class SharedVariable(Var):
         return self
 
     def __reduce__(self):
-        return (_rebuild_shared, (self.container.value, self.name, self.type, self.strict, self.allow_downcast, self.default_update))
+        # default_update often reads this very variable: restore it as state, once the object exists
+        args = (self.container.value, self.name, self.type, self.strict, self.allow_downcast)
+        return (_rebuild_shared, args, {"default_update": self.default_update})
+
+    def __setstate__(self, state: dict) -> None:
+        self.default_update = state["default_update"]
 
     def __repr__(self):
         return f"{self.name or 'shared'}:{self.type}"
@@ -126,10 +131,8 @@ class _Container:
         self.value = value
 
 
-def _rebuild_shared(value, name, type_, strict, allow_downcast, default_update):
-    var = SharedVariable(value, name=name, type_=type_, strict=strict, allow_downcast=allow_downcast, borrow=True)
-    var.default_update = default_update
-    return var
+def _rebuild_shared(value, name, type_, strict, allow_downcast):
+    return SharedVariable(value, name=name, type_=type_, strict=strict, allow_downcast=allow_downcast, borrow=True)
 
 
 TensorSharedVariable = SharedVariable

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .config import config
@@ -24,6 +26,8 @@ def as_dtype(dtype: object) -> str:
     """Normalize a dtype spec ('floatX', np.float32, 'f4', ...) to a name such as 'float32'."""
     if dtype == "floatX" or dtype is None:
         return config.floatX
+    if isinstance(dtype, str) and dtype in ALL_DTYPES:
+        return dtype
     try:
         name = np.dtype(dtype).name
     except TypeError:
@@ -125,6 +129,33 @@ def is_float(dtype: str) -> bool:
     return dtype in FLOATS or dtype in COMPLEX
 
 
+@functools.lru_cache(maxsize=4096)
 def upcast(*dtypes: str) -> str:
     """numpy 2 promotion of strongly typed dtypes."""
     return np.result_type(*[np.dtype(d) for d in dtypes]).name
+
+
+class TupleType:
+    """The type of a multi-output node (a fused group, scan): read it through `Proj(i)` projections."""
+
+    __slots__ = ("types",)
+
+    def __init__(self, types) -> None:
+        object.__setattr__(self, "types", tuple(types))
+
+    def __setattr__(self, name, value):
+        raise AttributeError("TupleType is immutable")
+
+    def __reduce__(self):
+        return (TupleType, (self.types,))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TupleType) and self.types == other.types
+
+    def __hash__(self) -> int:
+        return hash(self.types)
+
+    def __repr__(self) -> str:
+        return f"TupleType({', '.join(map(str, self.types))})"
+
+    __str__ = __repr__

@@ -20,12 +20,37 @@ _OWN_PREFIXES = tuple(os.path.join(_ROOT, d) + os.sep for d in ("graph", "compil
 _OWN_FILES = (os.path.join(_ROOT, "__init__.py"),)
 
 
+_own_file_cache: dict[str, bool] = {}
+
+
 def _is_own_file(filename: str) -> bool:
-    return filename.startswith(_OWN_PREFIXES) or filename in _OWN_FILES or "importlib" in filename
+    own = _own_file_cache.get(filename)
+    if own is None:
+        own = filename.startswith(_OWN_PREFIXES) or filename in _OWN_FILES or "importlib" in filename
+        _own_file_cache[filename] = own
+    return own
+
+
+_inherited: list[tuple] = []
+
+
+class inherited_trace:
+    """Within this block new nodes take `trace` (a rewrite's nodes keep the user's line they replace)."""
+
+    def __init__(self, trace: tuple) -> None:
+        self.trace = trace
+
+    def __enter__(self) -> None:
+        _inherited.append(self.trace)
+
+    def __exit__(self, *exc: object) -> None:
+        _inherited.pop()
 
 
 def creation_trace(limit: int | None = None) -> tuple:
     """The caller's frames outside theanine, innermost first: ((file, line, function), ...)."""
+    if _inherited:
+        return _inherited[-1]
     limit = config.traceback__limit if limit is None else limit
     frame = sys._getframe(1)
     found = []

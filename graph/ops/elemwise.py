@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 
@@ -20,6 +20,11 @@ def upgrade_to_float(dtype: str) -> str:
     return dtype
 
 
+def real_dtype(dtype: str) -> str:
+    """The real dtype of the same precision (complex64 -> float32); real dtypes are unchanged."""
+    return {"complex64": "float32", "complex128": "float64"}.get(dtype, dtype)
+
+
 def broadcast_shapes(op: Op, inputs: tuple) -> tuple:
     """The static shape of the broadcast of `inputs` (same ndim); raises naming both operands."""
     ndim = inputs[0].ndim
@@ -30,7 +35,8 @@ def broadcast_shapes(op: Op, inputs: tuple) -> tuple:
         if len(known) > 1:
             described = ", ".join(f"{x} with shape {_shape_text(x.type.shape)}" for x in inputs)
             raise ValueError(
-                f"{type(op).__name__}: shapes cannot be broadcast together along axis {axis}: {described}"
+                f"{type(op).__name__}: shapes cannot be broadcast together along axis {axis}: "
+                f"{described}"
             )
         if known:
             shape.append(known.pop())
@@ -42,41 +48,64 @@ def broadcast_shapes(op: Op, inputs: tuple) -> tuple:
 
 
 def _shape_text(shape: tuple) -> str:
-    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + (",)" if len(shape) == 1 else ")")
+    dims = ", ".join("?" if d is None else str(d) for d in shape)
+    return f"({dims},)" if len(shape) == 1 else f"({dims})"
 
 
 @dataclass(frozen=True)
 class Elemwise(Op):
-    """Base of elementwise ops. Subclasses define `impl` (numpy) and `pullback`.
+    """Base of elementwise ops. Subclasses define `impl` (or the ClassVar `fn`) and `pullback`.
 
     `nin` is the arity; `promote` lists the inputs whose dtypes decide the result (all by default);
-    `output_dtype` maps those dtypes to the result dtype (numpy promotion by default).
+    `output_dtype` maps those dtypes to the result dtype (numpy promotion by default);
+    `variadic` ops (add, mul) fold more than two arguments into a chain of binary nodes.
     """
 
     nin: ClassVar[int] = 2
     promote: ClassVar[tuple | None] = None
     float_only: ClassVar[bool] = False  # exp, log, ...: integer inputs are computed as floats
+    variadic: ClassVar[bool] = False
+    bool_out: ClassVar[bool] = False  # comparisons: the result is bool whatever the inputs
+    discrete_only: ClassVar[bool] = False  # bitwise ops: integer or bool inputs only
+    fn: ClassVar[Callable | None] = None  # the numpy function, when impl is just fn(*xs)
 
     def output_dtype(self, *dtypes: str) -> str:
+        if self.discrete_only and not all(is_discrete(d) for d in dtypes):
+            raise TypeError(
+                f"{type(self).__name__}: bitwise ops need integer or bool inputs, "
+                f"got dtypes {', '.join(dtypes)}"
+            )
+        if self.bool_out:
+            return "bool"
         dtype = upcast(*dtypes)
         return upgrade_to_float(dtype) if self.float_only else dtype
+
+    def pullback(self, inputs, output, g):
+        if self.bool_out or self.discrete_only:  # piecewise constant: no gradient to any input
+            return (None,) * len(inputs)
+        raise NotImplementedError(f"{type(self).__name__} defines no gradient (pullback)")
 
     def promoted(self, inputs: tuple) -> tuple:
         return inputs if self.promote is None else tuple(inputs[i] for i in self.promote)
 
     def make_type(self, inputs: tuple) -> TensorType:
+        name = type(self).__name__
         if len(inputs) != self.nin:
-            raise TypeError(f"{type(self).__name__} takes {self.nin} inputs, got {len(inputs)}")
+            raise TypeError(f"{name} takes {self.nin} inputs, got {len(inputs)}")
         if len({x.ndim for x in inputs}) > 1:
-            raise TypeError(f"{type(self).__name__}: inputs must have equal ndim here, got {[x.ndim for x in inputs]}")
+            ndims = [x.ndim for x in inputs]
+            raise TypeError(f"{name}: inputs must have equal ndim here, got {ndims}")
         dtype = self.output_dtype(*[x.dtype for x in self.promoted(inputs)])
         return TensorType(dtype, broadcast_shapes(self, inputs))
 
     def impl(self, *xs: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        if self.fn is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither impl nor fn")
+        return type(self).fn(*xs)
 
     def perform(self, *xs: np.ndarray) -> np.ndarray:
-        dtype = self.output_dtype(*[xs[i].dtype.name for i in (range(len(xs)) if self.promote is None else self.promote)])
+        positions = range(len(xs)) if self.promote is None else self.promote
+        dtype = self.output_dtype(*[xs[i].dtype.name for i in positions])
         if self.float_only:
             xs = tuple(x.astype(dtype) if is_discrete(x.dtype.name) else x for x in xs)
         with np.errstate(all="ignore"):
@@ -84,11 +113,18 @@ class Elemwise(Op):
         return np.asarray(out).astype(dtype, copy=False)
 
     def __call__(self, *args: Any) -> Var:
-        return Var(self, prepare_inputs(self, args))
+        if self.variadic and len(args) != 2:
+            if not args:
+                raise TypeError(f"{type(self).__name__} needs at least one input")
+            out = as_tensor_variable(args[0])
+            for arg in args[1:]:  # a left fold: add(a, b, c) == (a + b) + c
+                out = Var(self, prepare_inputs(self, (out, arg)))
+            return out
+        return Var(self, prepare_inputs(self, args))  # make_type checks the arity
 
 
 def prepare_inputs(op: Elemwise, args: tuple) -> tuple:
-    """as_tensor, type weak Python scalars by their strong partners, and left-pad ndims with broadcasts."""
+    """as_tensor, type weak scalars by their strong partners, left-pad ndims with broadcasts."""
     inputs = [as_tensor_variable(a) for a in args]
     positions = range(len(inputs)) if op.promote is None else op.promote
     strong = [inputs[i].dtype for i in positions if not _is_weak(inputs[i])]
@@ -108,19 +144,15 @@ def _is_weak(x: Var) -> bool:
     return isinstance(x.op, Constant) and x.op.weak
 
 
-def _same_class_output(x: Var, like: Var) -> Var:
-    return x
-
-
-# --- a few core ops; the rest of the elementwise family lives below ------------------------------
+# --- arithmetic -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Add(Elemwise):
-    """x + y."""
+    """x + y (more arguments fold left)."""
 
-    def impl(self, x, y):
-        return np.add(x, y)
+    variadic: ClassVar[bool] = True
+    fn: ClassVar = np.add
 
     def pullback(self, inputs, output, g):
         return (g, g)
@@ -130,8 +162,7 @@ class Add(Elemwise):
 class Sub(Elemwise):
     """x - y."""
 
-    def impl(self, x, y):
-        return np.subtract(x, y)
+    fn: ClassVar = np.subtract
 
     def pullback(self, inputs, output, g):
         return (g, neg(g))
@@ -139,10 +170,10 @@ class Sub(Elemwise):
 
 @dataclass(frozen=True)
 class Mul(Elemwise):
-    """x * y."""
+    """x * y (more arguments fold left)."""
 
-    def impl(self, x, y):
-        return np.multiply(x, y)
+    variadic: ClassVar[bool] = True
+    fn: ClassVar = np.multiply
 
     def pullback(self, inputs, output, g):
         x, y = inputs
@@ -151,12 +182,10 @@ class Mul(Elemwise):
 
 @dataclass(frozen=True)
 class TrueDiv(Elemwise):
-    """x / y; integers divide as floats."""
+    """x / y; integers divide as floats (int8 / int8 -> float32, as Theano)."""
 
     float_only: ClassVar[bool] = True
-
-    def impl(self, x, y):
-        return np.true_divide(x, y)
+    fn: ClassVar = np.true_divide
 
     def pullback(self, inputs, output, g):
         x, y = inputs
@@ -164,52 +193,263 @@ class TrueDiv(Elemwise):
 
 
 @dataclass(frozen=True)
+class IntDiv(Elemwise):
+    """x // y, numpy's floor division (floats stay floats); piecewise constant: no gradient."""
+
+    fn: ClassVar = np.floor_divide
+
+    def pullback(self, inputs, output, g):
+        return (None, None)
+
+
+@dataclass(frozen=True)
+class Mod(Elemwise):
+    """x % y with numpy's (Python's) sign convention: the result has the sign of y."""
+
+    fn: ClassVar = np.mod
+
+    def pullback(self, inputs, output, g):
+        x, y = inputs
+        return (g, neg(g) * int_div(x, y))
+
+
+@dataclass(frozen=True)
+class Pow(Elemwise):
+    """x ** y."""
+
+    fn: ClassVar = np.power
+
+    def pullback(self, inputs, output, g):
+        x, y = inputs
+        return (g * y * pow_(x, y - 1), g * output * log(x))
+
+
+@dataclass(frozen=True)
 class Neg(Elemwise):
     """-x."""
 
     nin: ClassVar[int] = 1
-
-    def impl(self, x):
-        return np.negative(x)
+    fn: ClassVar = np.negative
 
     def pullback(self, inputs, output, g):
         return (neg(g),)
 
 
 @dataclass(frozen=True)
-class Exp(Elemwise):
-    """e ** x."""
+class Maximum(Elemwise):
+    """Elementwise maximum; the gradient goes to the larger input (to both on ties, as Theano)."""
 
-    nin: ClassVar[int] = 1
-    float_only: ClassVar[bool] = True
-
-    def impl(self, x):
-        return np.exp(x)
+    fn: ClassVar = np.maximum
 
     def pullback(self, inputs, output, g):
-        return (g * output,)
+        x, y = inputs
+        return (switch(eq(output, x), g, 0), switch(eq(output, y), g, 0))
 
 
 @dataclass(frozen=True)
-class Log(Elemwise):
-    """Natural logarithm."""
+class Minimum(Elemwise):
+    """Elementwise minimum; the gradient goes to the smaller input (to both on ties, as Theano)."""
 
-    nin: ClassVar[int] = 1
-    float_only: ClassVar[bool] = True
-
-    def impl(self, x):
-        return np.log(x)
+    fn: ClassVar = np.minimum
 
     def pullback(self, inputs, output, g):
-        return (g / inputs[0],)
+        x, y = inputs
+        return (switch(eq(output, x), g, 0), switch(eq(output, y), g, 0))
 
 
-add, sub, mul, true_div, neg, exp, log = Add(), Sub(), Mul(), TrueDiv(), Neg(), Exp(), Log()
+@dataclass(frozen=True)
+class Clip(Elemwise):
+    """x limited to [lo, hi] (minimum(maximum(x, lo), hi)); the gradient passes inside the range."""
+
+    nin: ClassVar[int] = 3
+
+    def impl(self, x, lo, hi):
+        return np.minimum(np.maximum(x, lo), hi)
+
+    def pullback(self, inputs, output, g):
+        x, lo, hi = inputs
+        inside = and_(ge(x, lo), le(x, hi))
+        return (switch(inside, g, 0), switch(lt(x, lo), g, 0), switch(gt(x, hi), g, 0))
+
+
+@dataclass(frozen=True)
+class Switch(Elemwise):
+    """Where cond is true, a; elsewhere b. The gradient goes to the branch chosen, none to cond."""
+
+    nin: ClassVar[int] = 3
+    promote: ClassVar[tuple] = (1, 2)
+
+    def impl(self, cond, a, b):
+        return np.where(cond, a, b)
+
+    def pullback(self, inputs, output, g):
+        cond = inputs[0]
+        return (None, switch(cond, g, 0), switch(cond, 0, g))
+
+
+add, sub, mul, true_div, int_div, mod, pow_ = Add(), Sub(), Mul(), TrueDiv(), IntDiv(), Mod(), Pow()
+neg, maximum, minimum, switch = Neg(), Maximum(), Minimum(), Switch()
+floor_div = int_div
+where = switch
+
+
+def clip(x, min, max) -> Var:  # noqa: A002  (Theano's argument names)
+    """x limited to the range [min, max]."""
+    return Clip()(x, min, max)
+
+
+def largest(*args) -> Var:
+    """The elementwise maximum of all arguments."""
+    out = as_tensor_variable(args[0])
+    for arg in args[1:]:
+        out = maximum(out, arg)
+    return out
+
+
+def smallest(*args) -> Var:
+    """The elementwise minimum of all arguments."""
+    out = as_tensor_variable(args[0])
+    for arg in args[1:]:
+        out = minimum(out, arg)
+    return out
+
+
+def ceil_intdiv(a, b) -> Var:
+    """Integer division rounding up: -((-a) // b)."""
+    return neg(int_div(neg(a), b))
+
+
+# --- comparisons and logic: no gradient ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EQ(Elemwise):
+    """x == y, elementwise."""
+
+    bool_out: ClassVar[bool] = True
+    fn: ClassVar = np.equal
+
+
+@dataclass(frozen=True)
+class NEQ(Elemwise):
+    """x != y, elementwise."""
+
+    bool_out: ClassVar[bool] = True
+    fn: ClassVar = np.not_equal
+
+
+@dataclass(frozen=True)
+class LT(Elemwise):
+    """x < y."""
+
+    bool_out: ClassVar[bool] = True
+    fn: ClassVar = np.less
+
+
+@dataclass(frozen=True)
+class LE(Elemwise):
+    """x <= y."""
+
+    bool_out: ClassVar[bool] = True
+    fn: ClassVar = np.less_equal
+
+
+@dataclass(frozen=True)
+class GT(Elemwise):
+    """x > y."""
+
+    bool_out: ClassVar[bool] = True
+    fn: ClassVar = np.greater
+
+
+@dataclass(frozen=True)
+class GE(Elemwise):
+    """x >= y."""
+
+    bool_out: ClassVar[bool] = True
+    fn: ClassVar = np.greater_equal
+
+
+@dataclass(frozen=True)
+class IsNan(Elemwise):
+    """True where x is NaN."""
+
+    bool_out: ClassVar[bool] = True
+    nin: ClassVar[int] = 1
+    fn: ClassVar = np.isnan
+
+
+@dataclass(frozen=True)
+class IsInf(Elemwise):
+    """True where x is +inf or -inf."""
+
+    bool_out: ClassVar[bool] = True
+    nin: ClassVar[int] = 1
+    fn: ClassVar = np.isinf
+
+
+eq, neq, lt, le, gt, ge, isnan, isinf = EQ(), NEQ(), LT(), LE(), GT(), GE(), IsNan(), IsInf()
+
+
+def isclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Var:
+    """numpy's isclose: |a - b| <= atol + rtol * |b| (and NaN == NaN when equal_nan)."""
+    a, b = as_tensor_variable(a), as_tensor_variable(b)
+    close = le(abs_(a - b), atol + rtol * abs_(b))
+    exact = eq(a, b)  # equal infinities are close
+    out = or_(close, exact)
+    return or_(out, and_(isnan(a), isnan(b))) if equal_nan else out
+
+
+def allclose(a, b, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Var:
+    """True when every element of a is close to b."""
+    from .reduce import all_
+
+    return all_(isclose(a, b, rtol, atol, equal_nan))
+
+
+@dataclass(frozen=True)
+class And(Elemwise):
+    """x & y."""
+
+    discrete_only: ClassVar[bool] = True
+    fn: ClassVar = np.bitwise_and
+
+
+@dataclass(frozen=True)
+class Or(Elemwise):
+    """x | y."""
+
+    discrete_only: ClassVar[bool] = True
+    fn: ClassVar = np.bitwise_or
+
+
+@dataclass(frozen=True)
+class Xor(Elemwise):
+    """x ^ y."""
+
+    discrete_only: ClassVar[bool] = True
+    fn: ClassVar = np.bitwise_xor
+
+
+@dataclass(frozen=True)
+class Invert(Elemwise):
+    """~x: bitwise not (logical not on bools)."""
+
+    discrete_only: ClassVar[bool] = True
+    nin: ClassVar[int] = 1
+    fn: ClassVar = np.invert
+
+
+and_, or_, xor, invert = And(), Or(), Xor(), Invert()
+bitwise_and, bitwise_or, bitwise_xor, bitwise_not = and_, or_, xor, invert
+
+
+# --- fill and cast --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Second(Elemwise):
-    """Theano's fill/second: the value `y` broadcast to the shape of `x` (x's values are ignored)."""
+    """Theano's fill/second: the value `y` broadcast to the shape of `x` (x's values unused)."""
 
     promote: ClassVar[tuple] = (1,)
 
@@ -254,3 +494,112 @@ def cast(x, dtype) -> Var:
     if x.dtype == dtype:
         return x
     return Cast(dtype)(x)
+
+
+# --- identity ops that only shape the gradient ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZeroGrad(Elemwise):
+    """x forward; a zero gradient backward."""
+
+    nin: ClassVar[int] = 1
+
+    def impl(self, x):
+        return x
+
+    def pullback(self, inputs, output, g):
+        return (zeros_like_elem(g),)
+
+
+@dataclass(frozen=True)
+class DisconnectedGrad(Elemwise):
+    """x forward; no gradient at all backward."""
+
+    nin: ClassVar[int] = 1
+
+    def impl(self, x):
+        return x
+
+    def pullback(self, inputs, output, g):
+        return (None,)
+
+
+@dataclass(frozen=True)
+class GradClip(Elemwise):
+    """x forward; the gradient clipped to [lower, upper] backward."""
+
+    lower: float = -1.0
+    upper: float = 1.0
+    nin: ClassVar[int] = 1
+
+    def impl(self, x):
+        return x
+
+    def pullback(self, inputs, output, g):
+        return (clip(g, self.lower, self.upper),)
+
+
+@dataclass(frozen=True)
+class GradScale(Elemwise):
+    """x forward; the gradient multiplied by `multiplier` backward."""
+
+    multiplier: float = 1.0
+    nin: ClassVar[int] = 1
+
+    def impl(self, x):
+        return x
+
+    def pullback(self, inputs, output, g):
+        return (g * self.multiplier,)
+
+
+def zeros_like_elem(x: Var) -> Var:
+    """Zeros shaped and typed like x (a local helper, so this module needs no shape ops)."""
+    return second(x, Var(Constant(np.zeros((), dtype=x.dtype)), ()))
+
+
+def zero_grad(x) -> Var:
+    """x in the forward pass; a zero gradient in the backward pass."""
+    return ZeroGrad()(x)
+
+
+def disconnected_grad(x) -> Var:
+    """x in the forward pass; no gradient flows back through it."""
+    return DisconnectedGrad()(x)
+
+
+def grad_clip(x, lower_bound: float, upper_bound: float) -> Var:
+    """x in the forward pass; its gradient clipped to [lower_bound, upper_bound]."""
+    if lower_bound > upper_bound:
+        raise ValueError(f"grad_clip: lower_bound {lower_bound} is above upper_bound {upper_bound}")
+    return GradClip(float(lower_bound), float(upper_bound))(x)
+
+
+def grad_scale(x, multiplier: float) -> Var:
+    """x in the forward pass; its gradient multiplied by `multiplier`."""
+    return GradScale(float(multiplier))(x)
+
+
+consider_constant = zero_grad
+stop_gradient = disconnected_grad
+
+# The math ops subclass Elemwise, so they are imported once it exists.
+from .elemwise_math import *  # noqa: E402,F401,F403
+from .elemwise_math import __all__ as _math_names  # noqa: E402
+from .elemwise_math import abs_, log  # noqa: E402
+
+__all__ = [
+    "Elemwise", "upgrade_to_float",
+    "Add", "Sub", "Mul", "TrueDiv", "IntDiv", "Mod", "Pow", "Neg", "Maximum", "Minimum", "Clip",
+    "Switch", "add", "sub", "mul", "true_div", "int_div", "floor_div", "mod", "pow_", "neg",
+    "maximum", "minimum", "switch", "where", "clip", "ceil_intdiv", "largest", "smallest",
+    "EQ", "NEQ", "LT", "LE", "GT", "GE", "IsNan", "IsInf",
+    "eq", "neq", "lt", "le", "gt", "ge", "isnan", "isinf", "isclose", "allclose",
+    "And", "Or", "Xor", "Invert", "and_", "or_", "xor", "invert",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not",
+    "Second", "second", "fill", "Cast", "cast",
+    "ZeroGrad", "DisconnectedGrad", "GradClip", "GradScale", "zero_grad", "disconnected_grad",
+    "grad_clip", "grad_scale", "consider_constant", "stop_gradient",
+    *_math_names,
+]  # fmt: skip

@@ -1,0 +1,1 @@
+"""Rewrite rules by intent: canonical (normal forms, folding), stability, specialize (cheaper ops)."""
