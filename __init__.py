@@ -32,7 +32,13 @@ from theanine.compiler import gradient  # noqa: E402
 from theanine.graph import nnet as _nnet  # noqa: E402
 from theanine.graph import printing  # noqa: E402
 
+from theanine.graph import random as _random  # noqa: E402
+
 _alias("gradient", gradient)
+tensor.shared_randomstreams = _alias("tensor.shared_randomstreams", _random)
+tensor.random = _alias("tensor.random", _random)
+sandbox = _alias("sandbox", types.ModuleType(f"{__name__}.sandbox", "Theano's sandbox: rng_mrg"))
+sandbox.rng_mrg = _alias("sandbox.rng_mrg", _random)
 _alias("printing", printing)
 tensor.nnet = _alias("tensor.nnet", _nnet)
 for _name in ("jacobian", "hessian", "verify_grad", "zero_grad", "disconnected_grad", "grad_clip", "grad_scale"):

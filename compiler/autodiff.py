@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..graph import tensor as T
 from ..graph.type import is_discrete
-from ..graph.var import Var, as_tensor_variable, format_trace, toposort
+from ..graph.var import inherited_trace, Var, as_tensor_variable, format_trace, toposort
 
 
 class DisconnectedInputError(ValueError):
@@ -26,8 +26,34 @@ class DisconnectedType:
         return "DisconnectedType()"
 
 
+class NullGrad:
+    """A pullback's answer for an input whose gradient is undefined or not implemented.
+
+    It is an error only when that gradient is actually needed (the input leads to a wrt).
+    """
+
+    def __init__(self, op, position: int, comment: str = "", kind: str = "undefined") -> None:
+        self.op, self.position, self.comment, self.kind = op, position, comment, kind
+
+    def __repr__(self) -> str:
+        return f"NullGrad({self.op}, {self.position}, {self.kind})"
+
+
+def grad_undefined(op, x_pos: int, x=None, comment: str = "") -> NullGrad:
+    """For pullbacks: the gradient with respect to input `x_pos` is mathematically undefined."""
+    return NullGrad(op, x_pos, comment, "undefined")
+
+
+def grad_not_implemented(op, x_pos: int, x=None, comment: str = "") -> NullGrad:
+    """For pullbacks: the gradient with respect to input `x_pos` is not implemented."""
+    return NullGrad(op, x_pos, comment, "not implemented")
+
+
 def fit_cotangent(g: Var, x: Var) -> Var:
     """Undo broadcasting once, centrally: sum `g` down to the static shape of `x`, in x's dtype."""
+    gt, xt = g.type, x.type
+    if gt.shape == xt.shape and gt.dtype == xt.dtype:  # the common case, kept cheap
+        return g
     if g.ndim > x.ndim:
         g = T.sum(g, axis=tuple(range(g.ndim - x.ndim)))
     if g.ndim != x.ndim:
@@ -83,7 +109,8 @@ def _backprop(seeds: dict, wrt: Sequence[Var], stop: frozenset) -> tuple[dict, s
         if id(var) not in reached:
             continue
         if id(var) in parts:
-            totals[id(var)] = _sum_all(parts.pop(id(var)))
+            with inherited_trace(var.trace):
+                totals[id(var)] = _sum_all(parts.pop(id(var)))
         if not var.inputs or var in stop:
             continue
         g = totals.get(id(var))
@@ -92,7 +119,8 @@ def _backprop(seeds: dict, wrt: Sequence[Var], stop: frozenset) -> tuple[dict, s
             reached.update(id(x) for x in var.inputs if id(x) in relevant)
             continue
         try:
-            cotangents = var.op.pullback(var.inputs, var, g)
+            with inherited_trace(var.trace):  # gradient nodes point at the user's forward line
+                cotangents = var.op.pullback(var.inputs, var, g)
         except (NotImplementedError, NullTypeGradError) as error:
             node = f"{var.op}({', '.join(map(str, var.inputs))})"
             raise type(error)(
@@ -107,11 +135,23 @@ def _backprop(seeds: dict, wrt: Sequence[Var], stop: frozenset) -> tuple[dict, s
             # None means "not connected" (Theano's DisconnectedType), e.g. fill's shape input.
             if gx is None or id(x) not in relevant:
                 continue
+            if isinstance(gx, NullGrad):
+                raise _null_grad_error(var, x, gx)
             reached.add(id(x))
             if is_discrete(x.dtype):
                 continue
-            parts.setdefault(id(x), []).append(fit_cotangent(as_tensor_variable(gx), x))
+            with inherited_trace(var.trace):
+                parts.setdefault(id(x), []).append(fit_cotangent(as_tensor_variable(gx), x))
     return totals, reached
+
+
+def _null_grad_error(var: Var, x: Var, null: NullGrad) -> Exception:
+    comment = f" ({null.comment})" if null.comment else ""
+    message = (
+        f"the gradient of {var.op} with respect to its input {null.position} ({x!r}) is "
+        f"{null.kind}{comment}, and grad needs it; the node was created at\n  {var.where()}"
+    )
+    return NullTypeGradError(message) if null.kind == "undefined" else NotImplementedError(message)
 
 
 def _check_choice(name: str, value: str, choices: tuple) -> None:
@@ -153,7 +193,6 @@ def grad(
             raise TypeError(
                 f"grad: cost must be a float, got dtype {cost.dtype}; created at\n  {cost.where()}"
             )
-        seeds[cost] = T.ones_like(cost)
     elif not known_grads:
         raise ValueError("grad: cost is None, so known_grads must give at least one gradient")
     for var, g in (known_grads or {}).items():
@@ -164,6 +203,11 @@ def grad(
             )
         seeds[var] = seeds[var] + g if var in seeds else g
     stop = frozenset(as_tensor_variable(c) for c in (consider_constant or ()))
+    if cost is not None:
+        # Differentiate the stable form of the cost (log-softmax, softplus ...), so the gradient is
+        # stable too; the variables the caller names stay as they are.
+        cost = stabilize_cost(cost, frozenset(wrt_list) | stop | frozenset(seeds))
+        seeds[cost] = seeds[cost] + T.ones_like(cost) if cost in seeds else T.ones_like(cost)
     totals, reached = backprop(seeds, wrt_list, stop)
     results = []
     for w in wrt_list:
@@ -190,6 +234,15 @@ def grad(
             g.name = g.name or f"(d{cost.name or '<cost>'}/d{w.name})"
         results.append(g)
     return results[0] if single else results
+
+
+def stabilize_cost(cost: Var, keep: frozenset) -> Var:
+    """The cost rewritten by the stability rules, never looking into the variables in `keep`."""
+    from .rewrite import rewrite
+    from .rules.canonical import canonical_order
+    from .rules.stability import stability
+
+    return rewrite([cost], canonical_order + stability, name="stabilize_for_grad", opaque=keep)[0]
 
 
 def _grad_dtype(w: Var) -> str:

@@ -9,7 +9,8 @@ import numpy as np
 
 from ..graph.shared import SharedVariable, filter_value
 from ..graph.var import Shared, Var, toposort
-from ..kernels.py import compile_py
+from ..graph.var import input_var, replace
+from ..kernels.backends import get_backend
 from . import pipeline
 from .function_spec import (
     _MODES,
@@ -94,9 +95,16 @@ class Function:
         stateful = [k for k, i in enumerate(ins) if i.update is not None]
         exprs = [v for v, _ in outputs] + [u for _, u in updates]
         exprs += [ins[k].update for k in stateful]
-        backend, nan_guard = _MODES[self.mode]
-        exprs = pipeline.optimize(exprs, backend)
-        self._plan = compile_py(self._in_vars, exprs, nan_guard)
+        backend_name, nan_guard = _MODES[self.mode]
+        backend = get_backend(backend_name)
+        # An intermediate variable given as an input cuts the graph: it becomes a plain leaf, so
+        # no rewrite or fusion looks through it.
+        cut = {v: input_var(v.type, v.name) for v in self._in_vars if v.inputs}
+        leaves = [cut.get(v, v) for v in self._in_vars]
+        exprs = replace(exprs, cut) if cut else exprs
+        self.rewrite_report: list = []
+        exprs = pipeline.optimize(exprs, backend, report=self.rewrite_report)
+        self._plan = backend.compile(leaves, exprs, nan_guard)
         fgraph = FunctionGraph(self._in_vars, exprs)
         self.maker = FunctionMaker(fgraph, ins, [Out(v, b) for v, b in outputs], self.mode)
         self.trust_input = False

@@ -13,8 +13,9 @@ from ..graph.shared import SharedVariable, filter_value
 from ..graph.type import TensorType
 from ..graph.var import Constant, Input, Shared, Var, as_tensor_variable, constant, replace
 from ..graph.var import toposort
+from ..kernels.backends import BackendUnavailable, get_backend
 
-# mode name -> (backend, NaN guard); backends that are not built yet map to None.
+# mode name -> (backend name, NaN guard); Theano's mode names run on the default backend.
 _MODES = {
     "py": ("py", False),
     "FAST_RUN": ("py", False),
@@ -22,9 +23,9 @@ _MODES = {
     "DebugMode": ("py", False),
     "DEBUG_MODE": ("py", False),
     "NanGuardMode": ("py", True),
-    "numba": (None, False),
-    "cuda": (None, False),
-    "cuda-emulator": (None, False),
+    "numba": ("numba", False),
+    "cuda": ("cuda", False),
+    "cuda-emulator": ("cuda-emulator", False),
 }
 
 class UnusedInputError(ValueError):
@@ -142,17 +143,17 @@ def _resolve_mode(mode: Any) -> str:
         raise TypeError(f"mode must be a string such as 'py', got {_show(mode)}")
     if mode not in _MODES:
         raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(_MODES)}")
-    if _MODES[mode][0] is not None:
-        return mode
     if mode == "cuda" and not _has_cuda_gpu():
         raise NotImplementedError(
             "mode='cuda': no CUDA GPU was found on this machine; use mode='cuda-emulator' to run "
             "the CUDA backend on the CPU emulator (the CUDA modes are not available yet in this "
             "version; mode='py' runs everywhere)"
         )
-    raise NotImplementedError(
-        f"mode={mode!r}: the {mode} backend is not available yet in this version; use mode='py'"
-    )
+    try:
+        get_backend(_MODES[mode][0])
+    except BackendUnavailable as error:
+        raise NotImplementedError(f"mode={mode!r}: {error}") from None
+    return mode
 
 
 def _has_cuda_gpu() -> bool:

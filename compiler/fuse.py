@@ -139,6 +139,18 @@ def _as_body(var: Var) -> tuple[tuple, tuple, tuple]:
     return placeholders, (Var(var.op, placeholders),), var.inputs
 
 
+def _same_runtime_shape(a: Var, b: Var) -> bool:
+    """True when two elementwise results surely have one shape: per axis, a static size or a common
+    input that does not broadcast there (run time allows broadcasting only on static size-1 axes)."""
+    common = [x for x in a.inputs if any(x is y for y in b.inputs)]
+    for axis, (da, db) in enumerate(zip(a.type.shape, b.type.shape)):
+        if da is not None and da == db:
+            continue
+        if not any(x.ndim == a.ndim and x.type.shape[axis] != 1 for x in common):
+            return False
+    return True
+
+
 def merge_siblings(outputs: Sequence[Var], supported: Supported = default_supported) -> list[Var]:
     """Merge independent fused nodes of one type that read a common input into a multi-output Composite."""
     order = toposort(outputs)
@@ -166,7 +178,7 @@ def merge_siblings(outputs: Sequence[Var], supported: Supported = default_suppor
             for other in by_input.get(id(x), ()):
                 if id(other) in grouped or other is var or any(other is g for g in group):
                     continue
-                if other.type != var.type:
+                if other.type != var.type or not _same_runtime_shape(var, other):
                     continue
                 if below[id(other)] & group_bits or group_below & bit[id(other)]:
                     continue  # one reads the other: merging would make a cycle

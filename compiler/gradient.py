@@ -14,26 +14,31 @@ from .autodiff import (  # noqa: F401
     DisconnectedInputError,
     DisconnectedType,
     Lop,
+    NullGrad,
     NullTypeGradError,
     Rop,
     backprop,
     fit_cotangent,
     grad,
+    grad_not_implemented,
+    grad_undefined,
 )
 
 __all__ = [
     "grad", "Lop", "Rop", "jacobian", "hessian", "verify_grad", "numeric_grad", "GradientError",
-    "DisconnectedInputError", "NullTypeGradError", "DisconnectedType",
+    "DisconnectedInputError", "NullTypeGradError", "DisconnectedType", "grad_undefined",
+    "grad_not_implemented", "NullGrad",
 ]  # zero_grad, disconnected_grad, grad_clip, grad_scale: module attributes, looked up in T late
 
 _GRAD_SHAPERS = ("zero_grad", "disconnected_grad", "grad_clip", "grad_scale")
+_ALIASES = {"consider_constant": "zero_grad"}  # Theano's older name: a zero gradient
 
 
 def __getattr__(name: str) -> Any:
     """zero_grad & co. are ops of `theanine.tensor`, looked up late (import order is free)."""
-    if name in _GRAD_SHAPERS:
+    if name in _GRAD_SHAPERS or name in _ALIASES:
         try:
-            return getattr(T, name)
+            return getattr(T, _ALIASES.get(name, name))
         except AttributeError:
             message = f"theanine.gradient.{name} needs T.{name}, which is not defined"
             raise AttributeError(message) from None
@@ -80,8 +85,10 @@ def jacobian(expression, wrt, consider_constant=None, disconnected_inputs: str =
     expression = as_tensor_variable(expression)
     wrt_list = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
     if expression.ndim == 0:
-        out = grad(expression, wrt_list, consider_constant=consider_constant,
-                   disconnected_inputs=disconnected_inputs)
+        out = grad(
+            expression, wrt_list, consider_constant=consider_constant,
+            disconnected_inputs=disconnected_inputs,
+        )
         return _format_as(wrt, out)
     if expression.ndim != 1:
         raise TypeError(
@@ -95,16 +102,28 @@ def jacobian(expression, wrt, consider_constant=None, disconnected_inputs: str =
             f"jacobian: the length of {expression} (type {expression.type}) is not known "
             "statically; theanine builds the Jacobian without scan, one gradient per element, so "
             "it needs a static length (give the inputs a static shape, e.g. "
-            "T.vector(shape=(3,))) until scan is available. "
+            "T.vector(shape=(3,)), or use T.specify_shape(expression, (n,))) until scan is "
+            "available. "
             f"The expression was created at\n  {expression.where()}"
         )
+    if n == 0:  # an empty Jacobian: zero rows of wrt's shape
+        empty = [T.shape_padleft(T.zeros_like(w, dtype=_float(w)))[:0] for w in wrt_list]
+        return _format_as(wrt, empty)
     rows_per_wrt: list[list] = [[] for _ in wrt_list]
     for i in range(n):
-        gs = grad(_element(expression, i, n), wrt_list, consider_constant=consider_constant,
-                  disconnected_inputs=disconnected_inputs, return_disconnected="zero")
+        gs = grad(
+            _element(expression, i, n), wrt_list, consider_constant=consider_constant,
+            disconnected_inputs=disconnected_inputs, return_disconnected="zero",
+        )
         for k, g in enumerate(gs):
             rows_per_wrt[k].append(g)
     return _format_as(wrt, [_stack(rows, n) for rows in rows_per_wrt])
+
+
+def _float(w: Var) -> str:
+    from ..graph.config import config
+
+    return config.floatX if is_discrete(w.dtype) else w.dtype
 
 
 def hessian(cost, wrt, consider_constant=None, disconnected_inputs: str = "raise") -> Any:
@@ -124,8 +143,10 @@ def hessian(cost, wrt, consider_constant=None, disconnected_inputs: str = "raise
         g = grad(
             cost, w, consider_constant=consider_constant, disconnected_inputs=disconnected_inputs
         )
-        results.append(jacobian(g, w, consider_constant=consider_constant,
-                                disconnected_inputs=disconnected_inputs))
+        h = jacobian(
+            g, w, consider_constant=consider_constant, disconnected_inputs=disconnected_inputs
+        )
+        results.append(h)
     return _format_as(wrt, results)
 
 

@@ -2,10 +2,66 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
+from ..graph.config import config
 from ..graph.var import Var
+from .fuse import fuse_elementwise
+from .rewrite import PassReport, Rule, rewrite
+from .rules.canonical import canonical, drop_gradient_ops
+from .rules.specialize import merge_max_and_argmax, specialize
+from .rules.stability import stability
+
+# Passes that fast_compile keeps: cheap, and needed for safety (stable values) or for small graphs.
+FAST_COMPILE_PASSES = ("canonicalize", "stabilize")
 
 
-def optimize(outputs: list[Var], mode: str) -> list[Var]:
-    """Rewrite `outputs` for `mode`; returns a list of the same length (passes come later)."""
-    # canonicalize, fold constants, merge, simplify, stabilize, specialize, fuse, inplace
-    return list(outputs)
+def _excluded() -> set[str]:
+    return {name for name in config.optimizer_excluding.split(":") if name}
+
+
+def _rules(rules: Sequence[Rule], excluded: set[str]) -> list[Rule]:
+    return [r for r in rules if r.name not in excluded]
+
+
+def optimize(outputs: Sequence[Var], backend=None, report: list | None = None) -> list[Var]:
+    """Rewrite `outputs` for `backend`: returns the same number of Vars computing the same values.
+
+    The order: canonicalize (fold constants, normal forms, identities, shapes) -> drop the gradient-
+    shaping ops -> stabilize -> specialize (sqr, gemm, ...) -> canonicalize again -> fuse elementwise.
+    THEANINE_FLAGS: optimizer=None skips everything, optimizer=fast_compile keeps only canonicalize and
+    stabilize, optimizer_excluding=a:b drops rules or whole passes by name.
+    """
+    outputs = list(outputs)
+    mode = config.optimizer
+    if mode == "None":
+        return outputs
+    excluded = _excluded()
+    fast = mode == "fast_compile"
+
+    def run(name: str, rules: Sequence[Rule]) -> None:
+        nonlocal outputs
+        if name in excluded or (fast and name not in FAST_COMPILE_PASSES):
+            return
+        outputs = rewrite(outputs, _rules(rules, excluded), name=name, report=report)
+
+    run("canonicalize", canonical)
+    run("drop_gradient_ops", drop_gradient_ops)
+    run("stabilize", canonical + stability)
+    run("specialize", canonical + specialize)
+    if not fast and "max_and_argmax" not in excluded:
+        outputs = _timed("max_and_argmax", merge_max_and_argmax, outputs, report)
+    if not fast and "fuse" not in excluded:
+        supported = backend.supported if backend is not None else (lambda var: True)
+        outputs = _timed("fuse", lambda outs: fuse_elementwise(outs, supported), outputs, report)
+    return outputs
+
+
+def _timed(name: str, pass_, outputs: list[Var], report: list | None) -> list[Var]:
+    import time
+
+    tic = time.perf_counter()
+    result = pass_(outputs)
+    if report is not None:
+        report.append(PassReport(name, seconds=time.perf_counter() - tic))
+    return result

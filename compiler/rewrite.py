@@ -88,13 +88,15 @@ class Rule:
     name: str
     pattern: Pat
     fn: Callable
-    wants_node: bool = False
+    params: tuple | None = None  # the bound names fn takes; None: all of them
 
 
 def rule(name: str, pattern: Pat, fn: Callable) -> Rule:
-    """Make a Rule; `fn` may also take a `node` argument to see the matched Var itself."""
-    wants_node = "node" in inspect.signature(fn).parameters
-    return Rule(name, pattern, fn, wants_node)
+    """Make a Rule; `fn` takes the bound names it wants, and `node` to see the matched Var itself."""
+    parameters = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return Rule(name, pattern, fn, None)
+    return Rule(name, pattern, fn, tuple(parameters))
 
 
 class RewriteCycleError(RuntimeError):
@@ -178,8 +180,9 @@ def rewrite(outputs: Sequence[Var], rules: Sequence[Rule], name: str = "rewrite"
                 bound: dict = {}
                 if not r.pattern.match(var, bound, opaque):
                     continue
-                if r.wants_node:
-                    bound["node"] = var
+                bound["node"] = var
+                if r.params is not None:
+                    bound = {k: bound[k] for k in r.params if k in bound}
                 with inherited_trace(var.trace):
                     new = r.fn(**bound)
                     if new is None or new is var:

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .ops.elemwise import Elemwise, check_runtime_broadcast
 from .shared import filter_value
 from .type import TensorType, TupleType
 from .var import Constant, Input, Shared, Var, format_trace, toposort
@@ -35,6 +36,8 @@ def leaf_value(var: Var, values: dict) -> np.ndarray:
 def run_node(var: Var, args: Sequence[np.ndarray]) -> np.ndarray:
     """Run one node's perform and check the result against its inferred type."""
     try:
+        if isinstance(var.op, Elemwise):
+            check_runtime_broadcast(var, args)
         out = var.op.perform(*args)
     except Exception as error:
         raise node_error(var, error, args) from error

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Sequence, TextIO
 
+from .ops.elemwise import Elemwise
 from .var import Constant, Input, Shared, Var, toposort
 
 __all__ = ["debugprint", "pprint", "pp", "pydotprint"]
@@ -123,6 +124,8 @@ def _print_tree(root: Var, printer: _Printer) -> None:
     write = printer.stream.write
     while stack:
         var, left, prefix, child_prefix = stack.pop()
+        if left == 0:  # depth=1 prints the root only, as in Theano
+            continue
         type_text = f" <{var.type}>" if printer.print_type else ""
         if not var.inputs or id(var) in printer.leaves:
             write(f"{prefix}{_leaf_text(var)}{_id_of(var, printer)}{type_text}\n")
@@ -132,7 +135,7 @@ def _print_tree(root: Var, printer: _Printer) -> None:
         suffix = "" if position is None else f"   {position}"
         write(f"{prefix}{var.op}{_id_of(var, printer)}{type_text} '{var.name or ''}'{suffix}\n")
         printer.done[id(var)] = var
-        if seen or left == 0 or (printer.stop_on_name and var.name and var is not root):
+        if seen or (printer.stop_on_name and var.name and var is not root):
             continue
         children = []
         for k, x in enumerate(var.inputs):
@@ -163,21 +166,57 @@ def _op_params(op: Any) -> list:
     return out
 
 
-def _pp_node(var: Var, args: list) -> str:
+def _is_padding(var: Var) -> bool:
+    """A DimShuffle that only inserts broadcastable axes (what elementwise broadcasting adds)."""
+    if type(var.op).__name__ != "DimShuffle":
+        return False
+    kept = [d for d in var.op.new_order if d != "x"]
+    return kept == list(range(var.inputs[0].ndim))
+
+
+def _index_text(idx: tuple, refs: list) -> str:
+    """Subtensor's encoded index as Python source: 1:3, i, :, None."""
+
+    def part(p):
+        if p is None:
+            return ""
+        return refs[p[1]] if isinstance(p, tuple) else str(p)
+
+    items = []
+    for e in idx:
+        if e is None:
+            items.append("None")
+        elif isinstance(e, int):
+            items.append(str(e))
+        elif e[0] == "slice":
+            start, stop, step = (part(p) for p in e[1:])
+            items.append(f"{start}:{stop}" + (f":{step}" if step else ""))
+        else:  # ("in" | "adv" | "bool", k): a symbolic index
+            items.append(refs[e[1]])
+    return ", ".join(items)
+
+
+def _pp_node(var: Var, args: list, unpadded: dict) -> str:
     op = var.op
     kind = type(op).__name__
+    if isinstance(op, Elemwise):  # implicit broadcasting is not what the user wrote: hide it
+        args = [unpadded.get(id(x), a) for x, a in zip(var.inputs, args)]
     if kind in _INFIX and len(args) == 2:
         return f"({args[0]} {_INFIX[kind]} {args[1]})"
     if kind == "Neg":
         return f"-{args[0]}"
     if kind == "DimShuffle":
         order = op.new_order
-        kept = [d for d in order if d != "x"]
-        if kept == sorted(kept) and len(kept) == var.inputs[0].ndim:
-            return args[0]  # only broadcastable axes added: an implicit broadcast, as users write
         if tuple(order) == tuple(reversed(range(var.inputs[0].ndim))):
             return f"{args[0]}.T"
         return f"{args[0]}.dimshuffle({', '.join(map(repr, order))})"
+    if kind == "Subtensor":
+        return f"{args[0]}[{_index_text(op.idx, args[1:])}]"
+    if kind == "IncSubtensor":
+        what = "set_subtensor" if op.set_instead_of_inc else "inc_subtensor"
+        return f"{what}({args[0]}[{_index_text(op.idx, args[2:])}], {args[1]})"
+    if kind == "Cast":
+        return f"cast({args[0]}, {op.dtype!r})"
     return f"{kind.lower()}({', '.join(args + _op_params(op))})"
 
 
@@ -185,14 +224,15 @@ def pprint(obj: Any) -> str:
     """Infix text of an expression, e.g. '(x + (y * 2.0))', 'exp(x)', 'sum(x, axis=(1,))'."""
     outputs = _outputs_of(obj)
     text: dict[int, str] = {}
+    unpadded: dict[int, str] = {}  # id(padding DimShuffle) -> text of its input
     for var in toposort(outputs):
         if not var.inputs:
-            if isinstance(var.op, Constant):
-                text[id(var)] = var.name or str(var.op)
-            else:
-                text[id(var)] = _leaf_text(var)
-        else:
-            text[id(var)] = _pp_node(var, [text[id(x)] for x in var.inputs])
+            is_constant = isinstance(var.op, Constant)
+            text[id(var)] = (var.name or str(var.op)) if is_constant else _leaf_text(var)
+            continue
+        text[id(var)] = _pp_node(var, [text[id(x)] for x in var.inputs], unpadded)
+        if _is_padding(var):
+            unpadded[id(var)] = text[id(var.inputs[0])]
     return "\n".join(text[id(v)] for v in outputs)
 
 
@@ -282,3 +322,16 @@ def pydotprint(
     if print_output_file:
         print("The output file is available at", ", ".join(written))
     return written
+
+
+def rewrite_report(fn, file=None) -> str:
+    """Which rewrite rules fired in a compiled function, how often, and how long each pass took."""
+    lines = [f"Rewrites of {getattr(fn, 'name', None) or 'function'}:"]
+    for report in getattr(fn, "rewrite_report", []):
+        fired = ", ".join(f"{name} x{count}" for name, count in report.fired.most_common()) or "nothing fired"
+        lines.append(f"  {report.name:<18} {report.seconds * 1000:8.2f} ms  {fired}")
+    text = "\n".join(lines)
+    if file == "str":
+        return text
+    print(text, file=file)
+    return text

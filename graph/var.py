@@ -133,14 +133,16 @@ def _fresh_input_op(name, type_):
 class Constant(Op):
     """A constant value. `weak` marks Python scalars, typed by their partner in an expression (numpy 2)."""
 
-    __slots__ = ("data", "weak", "_key")
+    __slots__ = ("data", "weak", "dtype", "_key")
 
     def __init__(self, data: np.ndarray, weak: bool = False) -> None:
         data = np.asarray(data)
         data.setflags(write=False)
         self.data = data
         self.weak = weak
-        self._key = (data.dtype.str, data.shape, weak, data.tobytes() if data.size < 4096 else id(data))
+        # a weak Python float is typed floatX as of its creation: part of its identity
+        self.dtype = _weak_dtype(data) if weak else data.dtype.name
+        self._key = (data.dtype.str, self.dtype, data.shape, weak, data.tobytes() if data.size < 4096 else id(data))
 
     def __eq__(self, other):
         return type(other) is Constant and self._key == other._key
@@ -152,7 +154,7 @@ class Constant(Op):
         return (Constant, (np.array(self.data), self.weak))
 
     def make_type(self, inputs):
-        return TensorType(_weak_dtype(self.data) if self.weak else self.data.dtype, self.data.shape)
+        return TensorType(self.dtype, self.data.shape)
 
     def perform(self):
         return self.data

@@ -104,3 +104,20 @@ def compile_py(inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = 
 
 
 __all__ = ["PyPlan", "compile_py", "EvaluationError"]
+
+
+class PyBackend:
+    """Mode 'py': every node's numpy perform; fuses any elementwise op (a Composite runs its perform)."""
+
+    name = "py"
+
+    @staticmethod
+    def supported(var: Var) -> bool:
+        return True
+
+    @staticmethod
+    def compile(inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False) -> PyPlan:
+        return PyPlan(inputs, outputs, nan_guard)
+
+
+BACKEND = PyBackend()

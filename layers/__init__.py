@@ -1,1 +1,41 @@
 """theanine.layers: Lasagne-style layers, initializers, objectives and updates."""
+
+import sys as _sys
+
+from . import init, nonlinearities, objectives, random, regularization, updates, utils
+from .base import InputLayer, Layer, MergeLayer
+from .dense import BiasLayer, DenseLayer, ExpressionLayer, NonlinearityLayer, ScaleLayer
+from .embedding import EmbeddingLayer
+from .helper import (
+    count_params,
+    get_all_layers,
+    get_all_param_values,
+    get_all_params,
+    get_output,
+    get_output_shape,
+    set_all_param_values,
+)
+from .noise import (
+    DropoutLayer,
+    GaussianNoiseLayer,
+    dropout,
+    dropout_channels,
+    dropout_locations,
+    spatial_dropout,
+)
+from .shape import (
+    ConcatLayer,
+    DimshuffleLayer,
+    ElemwiseMergeLayer,
+    ElemwiseSumLayer,
+    FlattenLayer,
+    ReshapeLayer,
+    SliceLayer,
+    concat,
+    dimshuffle,
+    flatten,
+    reshape,
+)
+
+# `import theanine.layers as lasagne` then `lasagne.layers.DenseLayer` works as in Lasagne
+layers = _sys.modules[__name__]

@@ -18,12 +18,12 @@ def _check_shape(shape, who: str) -> tuple:
     except TypeError:
         raise TypeError(f"{who}: expected a shape tuple, got {shape!r}") from None
     if any(s is not None and (not isinstance(s, int) or s <= 0) for s in shape):
-        raise ValueError(f"{who}: every dimension must be a positive int or None, got shape {shape}")
+        raise ValueError(f"{who}: every dimension must be a positive int or None, got {shape}")
     return shape
 
 
 class Layer:
-    """A layer with one input: parameters plus `get_output_for(input)` and `get_output_shape_for`."""
+    """A layer with one input: parameters plus `get_output_for` and `get_output_shape_for`."""
 
     def __init__(self, incoming, name: str | None = None) -> None:
         if isinstance(incoming, tuple):
@@ -34,7 +34,8 @@ class Layer:
             self.input_layer = incoming
         else:
             raise TypeError(
-                f"{type(self).__name__}: incoming must be a Layer or a shape tuple, got {incoming!r:.60}"
+                f"{type(self).__name__}: incoming must be a Layer or a shape tuple, "
+                f"got {incoming!r:.60}"
             )
         self.name = name
         self.params: OrderedDict = OrderedDict()
@@ -110,7 +111,9 @@ class MergeLayer(Layer):
         """The static output shape computed from every input shape."""
         shape = tuple(self.get_output_shape_for(self.input_shapes))
         if any(isinstance(s, Var) for s in shape):
-            raise ValueError(f"{type(self).__name__}.get_output_shape_for returned a symbolic shape {shape}")
+            raise ValueError(
+                f"{type(self).__name__}.get_output_shape_for returned a symbolic shape {shape}"
+            )
         return shape
 
     def get_output_shape_for(self, input_shapes: list) -> tuple:
@@ -131,15 +134,20 @@ class InputLayer(Layer):
     ((None, 784), 2)
     """
 
-    def __init__(self, shape, input_var: Var | None = None, name: str | None = None, **kwargs) -> None:
+    def __init__(
+        self, shape, input_var: Var | None = None, name: str | None = None, **kwargs
+    ) -> None:
         self.shape = _check_shape(shape, f"InputLayer {name or ''}".strip())
         ndim = len(self.shape)
         if input_var is None:
             # as Lasagne: only sizes of 1 are static (broadcastable); others may vary between calls
             static = tuple(1 if s == 1 else None for s in self.shape)
-            input_var = _input_var(TensorType(config.floatX, static), f"{name}.input" if name else "input")
+            label = f"{name}.input" if name else "input"
+            input_var = _input_var(TensorType(config.floatX, static), label)
         elif not isinstance(input_var, Var):
-            raise TypeError(f"InputLayer: input_var must be a symbolic variable, got {input_var!r:.60}")
+            raise TypeError(
+                f"InputLayer: input_var must be a symbolic variable, got {input_var!r:.60}"
+            )
         elif input_var.ndim != ndim:
             raise ValueError(
                 f"InputLayer: shape {self.shape} has {ndim} dimensions but input_var {input_var} "

@@ -1,4 +1,4 @@
-"""Fully connected and per-unit layers: DenseLayer, NonlinearityLayer, BiasLayer, ScaleLayer, ExpressionLayer."""
+"""Fully connected and per-unit layers: Dense, Nonlinearity, Bias, Scale and Expression layers."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ class DenseLayer(Layer):
             )
         num_inputs = int(np.prod(trailing))
         self.W = self.add_param(W, (num_inputs, num_units), name="W")
-        self.b = None if b is None else self.add_param(b, (num_units,), name="b", regularizable=False)
+        self.b = None
+        if b is not None:
+            self.b = self.add_param(b, (num_units,), name="b", regularizable=False)
 
     def get_output_shape_for(self, input_shape: tuple) -> tuple:
         """The leading axes of the input followed by num_units."""
@@ -93,8 +95,8 @@ def _per_axis_shape(layer: Layer, what: str) -> tuple:
     shape = tuple(s for axis, s in enumerate(layer.input_shape) if axis not in layer.shared_axes)
     if any(s is None for s in shape):
         raise ValueError(
-            f"{type(layer).__name__}: {what} needs fixed sizes on the axes it does not share; input "
-            f"shape {layer.input_shape}, shared_axes {layer.shared_axes}"
+            f"{type(layer).__name__}: {what} needs fixed sizes on the axes it does not share; "
+            f"input shape {layer.input_shape}, shared_axes {layer.shared_axes}"
         )
     return shape
 
@@ -115,7 +117,9 @@ class BiasLayer(Layer):
     def __init__(self, incoming, b=init.Constant(0.0), shared_axes="auto", **kwargs) -> None:
         super().__init__(incoming, **kwargs)
         self.shared_axes = _auto_shared_axes(shared_axes, len(self.input_shape))
-        self.b = None if b is None else self.add_param(b, _per_axis_shape(self, "b"), "b", regularizable=False)
+        self.b = None
+        if b is not None:
+            self.b = self.add_param(b, _per_axis_shape(self, "b"), "b", regularizable=False)
 
     def get_output_for(self, input: Var, **kwargs) -> Var:  # noqa: A002
         """input + b, broadcast over the shared axes."""
@@ -125,7 +129,7 @@ class BiasLayer(Layer):
 
 
 class ScaleLayer(Layer):
-    """Multiplies by a learned scale, shared over `shared_axes` (by default all axes but the second).
+    """Multiplies by a learned scale, shared over `shared_axes` (by default all but the second).
 
     >>> from theanine.layers import InputLayer, ScaleLayer
     >>> ScaleLayer(InputLayer((None, 4)), shared_axes=0).scales.get_value().shape
@@ -135,7 +139,8 @@ class ScaleLayer(Layer):
     def __init__(self, incoming, scales=init.Constant(1.0), shared_axes="auto", **kwargs) -> None:
         super().__init__(incoming, **kwargs)
         self.shared_axes = _auto_shared_axes(shared_axes, len(self.input_shape))
-        self.scales = self.add_param(scales, _per_axis_shape(self, "scales"), "scales", regularizable=False)
+        shape = _per_axis_shape(self, "scales")
+        self.scales = self.add_param(scales, shape, "scales", regularizable=False)
 
     def get_output_for(self, input: Var, **kwargs) -> Var:  # noqa: A002
         """input * scales, broadcast over the shared axes."""
@@ -147,7 +152,8 @@ class ExpressionLayer(Layer):
     input), a callable of the input shape, or None (same as the input).
 
     >>> from theanine.layers import InputLayer, ExpressionLayer
-    >>> ExpressionLayer(InputLayer((2, 3)), lambda x: x.sum(axis=1), output_shape="auto").output_shape
+    >>> layer = ExpressionLayer(InputLayer((2, 3)), lambda x: x.sum(axis=1), output_shape="auto")
+    >>> layer.output_shape
     (2,)
     """
 

@@ -18,7 +18,9 @@ class EmbeddingLayer(Layer):
     ((None, 6, 4), (10, 4))
     """
 
-    def __init__(self, incoming, input_size: int, output_size: int, W=init.Normal(), **kwargs) -> None:
+    def __init__(
+        self, incoming, input_size: int, output_size: int, W=init.Normal(), **kwargs
+    ) -> None:
         super().__init__(incoming, **kwargs)
         self.input_size, self.output_size = input_size, output_size
         self.W = self.add_param(W, (input_size, output_size), name="W")
@@ -31,7 +33,7 @@ class EmbeddingLayer(Layer):
         """W[input]: one row of W per index (the input must have an integer dtype)."""
         if input.dtype[:3] not in ("int", "uin"):
             raise TypeError(
-                f"EmbeddingLayer needs integer indices, got {input} of dtype {input.dtype}; declare the "
-                "InputLayer with an integer input_var (T.imatrix())"
+                f"EmbeddingLayer needs integer indices, got {input} of dtype {input.dtype}; "
+                "declare the InputLayer with an integer input_var (T.imatrix())"
             )
         return self.W[input]

@@ -1,4 +1,4 @@
-"""Whole-network helpers (Lasagne's `lasagne.layers.helper`): outputs, shapes, parameters, values."""
+"""Whole-network helpers (Lasagne's `layers.helper`): outputs, shapes, parameters and values."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ def get_all_layers(layer, treat_as_input=None) -> list:
             result.append(current)
             continue
         stack.append((current, True))
-        stack.extend((previous, False) for previous in reversed(_incoming(current)) if previous not in done)
+        previous = [p for p in reversed(_incoming(current)) if p not in done]
+        stack.extend((p, False) for p in previous)
     return result
 
 
@@ -57,13 +58,15 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
     layer's get_output_for."""
     substitutes = inputs if isinstance(inputs, dict) else {}
     all_layers = get_all_layers(layer_or_layers, substitutes.keys())
-    outputs = {l: l.input_var for l in all_layers if isinstance(l, InputLayer) and l not in substitutes}
+    outputs = {
+        l: l.input_var for l in all_layers if isinstance(l, InputLayer) and l not in substitutes
+    }
     outputs.update((l, as_theano_expression(expr)) for l, expr in substitutes.items())
     if inputs is not None and not isinstance(inputs, dict):
         if len(outputs) != 1:
             raise ValueError(
-                f"get_output() got one input expression for a network with {len(outputs)} input layers; "
-                "pass a dict {input_layer: expression} instead"
+                f"get_output() got one input expression for a network with {len(outputs)} "
+                "input layers; pass a dict {input_layer: expression} instead"
             )
         (only,) = outputs
         outputs[only] = as_theano_expression(inputs)
@@ -75,22 +78,24 @@ def get_output(layer_or_layers, inputs=None, **kwargs):
             missing = [i for i, l in enumerate(layer.input_layers) if l is None]
             if missing:
                 raise ValueError(
-                    f"get_output(): {layer!r} was built from shape tuples at inputs {missing}; give "
-                    "their expressions through inputs={layer: expression}"
+                    f"get_output(): {layer!r} was built from shape tuples at inputs "
+                    f"{missing}; give their expressions through inputs={layer: expression}"
                 )
             layer_inputs = [outputs[l] for l in layer.input_layers]
         else:
             if layer.input_layer is None:
                 raise ValueError(
-                    f"get_output(): {layer!r} was built from a shape tuple, not a layer; give its input "
-                    "through inputs={layer: expression} or get_output(layer, expression)"
+                    f"get_output(): {layer!r} was built from a shape tuple, not a layer; give "
+                    "its input through inputs={layer: expression} or get_output(layer, expression)"
                 )
             layer_inputs = outputs[layer.input_layer]
         outputs[layer] = layer.get_output_for(layer_inputs, **kwargs)
         accepted.update(layer.get_output_kwargs)
     unused = set(kwargs) - accepted
     if unused:
-        warnings.warn(f"get_output() was called with unused keyword arguments: {sorted(unused)}", stacklevel=2)
+        warnings.warn(
+            f"get_output() was called with unused keyword arguments: {sorted(unused)}", stacklevel=2
+        )
     roots, is_list = _as_list(layer_or_layers)
     results = [outputs[l] for l in roots]
     return results if is_list else results[0]
@@ -110,15 +115,16 @@ def get_output_shape(layer_or_layers, input_shapes=None):
     if not isinstance(input_shapes, dict):
         if len(known) != 1:
             raise ValueError(
-                f"get_output_shape() got one input shape for a network with {len(known)} input layers; "
-                "pass a dict {input_layer: shape} instead"
+                f"get_output_shape() got one input shape for a network with {len(known)} "
+                "input layers; pass a dict {input_layer: shape} instead"
             )
         (only,) = known
         known[only] = tuple(input_shapes)
     for layer in all_layers:
         if layer not in known:
             if isinstance(layer, MergeLayer):
-                known[layer] = tuple(layer.get_output_shape_for([known[l] for l in layer.input_layers]))
+                shapes = [known[l] for l in layer.input_layers]
+                known[layer] = tuple(layer.get_output_shape_for(shapes))
             else:
                 known[layer] = tuple(layer.get_output_shape_for(known[layer.input_layer]))
     shapes = [known[l] for l in roots]
@@ -150,7 +156,9 @@ def set_all_param_values(layer, values, **tags) -> None:
     params = get_all_params(layer, **tags)
     values = list(values)
     if len(values) != len(params):
-        raise ValueError(f"set_all_param_values: got {len(values)} values for {len(params)} parameters")
+        raise ValueError(
+            f"set_all_param_values: got {len(values)} values for {len(params)} parameters"
+        )
     for index, (param, value) in enumerate(zip(params, values)):
         have, given = param.get_value(borrow=True).shape, np.shape(value)
         if have != given:

@@ -1,4 +1,4 @@
-"""Parameter initializers (Lasagne's `lasagne.init`): `init.X(...)(shape)` returns a floatX array."""
+"""Parameter initializers (Lasagne's `lasagne.init`): `X(...)(shape)` returns a floatX array."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ class Normal(Initializer):
 
 
 class Uniform(Initializer):
-    """Samples uniformly from [-range, range], from range=(low, high), or with a given mean and std."""
+    """Samples uniformly from [-range, range], from range=(low, high), or with a mean and std."""
 
-    def __init__(self, range=0.01, std: float | None = None, mean: float = 0.0) -> None:  # noqa: A002
+    def __init__(self, range=0.01, std: float | None = None, mean: float = 0.0) -> None:  # noqa
         if std is not None:
             # a uniform on [a, b] has standard deviation (b - a) / sqrt(12)
             low, high = mean - np.sqrt(3) * std, mean + np.sqrt(3) * std
@@ -79,7 +79,7 @@ class Glorot(Initializer):
             fan_in, fan_out, field = shape[0], shape[3], shape[1] * shape[2]
         else:
             if len(shape) < 2:
-                raise RuntimeError(f"Glorot initialization needs a shape of length >= 2, got {shape}")
+                raise RuntimeError(f"Glorot needs a shape of length >= 2, got {shape}")
             fan_in, fan_out, field = shape[0], shape[1], int(np.prod(shape[2:]))
         std = self.gain * np.sqrt(2.0 / ((fan_in + fan_out) * field))
         return self.initializer(std=std).sample(shape)
@@ -147,7 +147,7 @@ class Constant(Initializer):
 
 
 class Sparse(Initializer):
-    """A 2-d weight matrix where each column has `sparsity * rows` nonzero normal(0, std) entries."""
+    """A 2-d weight matrix whose columns have `sparsity * rows` nonzero normal(0, std) entries."""
 
     def __init__(self, sparsity: float = 0.1, std: float = 0.01) -> None:
         self.sparsity, self.std = sparsity, std
@@ -177,7 +177,7 @@ class Orthogonal(Initializer):
         """Orthogonal rows or columns of `shape` flattened to 2-d (first axis by the rest)."""
         shape = tuple(shape)
         if len(shape) < 2:
-            raise RuntimeError(f"Orthogonal initialization needs a shape of length >= 2, got {shape}")
+            raise RuntimeError(f"Orthogonal needs a shape of length >= 2, got {shape}")
         flat = (shape[0], int(np.prod(shape[1:])))
         u, _, v = np.linalg.svd(get_rng().normal(0.0, 1.0, flat), full_matrices=False)
         q = u if u.shape == flat else v

@@ -1,4 +1,4 @@
-"""Noise layers active only in training: DropoutLayer and GaussianNoiseLayer (deterministic=True skips them)."""
+"""Noise layers active in training only: DropoutLayer, GaussianNoiseLayer (off if deterministic)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ class DropoutLayer(_RandomLayer):
             raise ValueError(f"DropoutLayer: p must be in [0, 1), got {p}")
         self.p, self.rescale, self.shared_axes = p, rescale, tuple(shared_axes)
 
-    def get_output_for(self, input: Var, deterministic: bool = False, **kwargs) -> Var:  # noqa: A002
+    def get_output_for(self, input: Var, deterministic: bool = False, **kwargs) -> Var:  # noqa
         """input * mask (rescaled) in training; input when deterministic or p == 0."""
         if deterministic or (not isinstance(self.p, Var) and self.p == 0):
             return input
@@ -66,7 +66,7 @@ dropout = DropoutLayer
 
 
 def dropout_channels(incoming, *args, **kwargs) -> DropoutLayer:
-    """Dropout of whole channels: one mask value per (example, channel), shared over spatial axes."""
+    """Dropout of whole channels: one mask value per (example, channel), shared over space."""
     ndim = len(getattr(incoming, "output_shape", incoming))
     kwargs["shared_axes"] = tuple(range(2, ndim))
     return DropoutLayer(incoming, *args, **kwargs)
@@ -93,7 +93,7 @@ class GaussianNoiseLayer(_RandomLayer):
         super().__init__(incoming, **kwargs)
         self.sigma = sigma
 
-    def get_output_for(self, input: Var, deterministic: bool = False, **kwargs) -> Var:  # noqa: A002
+    def get_output_for(self, input: Var, deterministic: bool = False, **kwargs) -> Var:  # noqa
         """input + normal(0, sigma) noise in training; input when deterministic or sigma == 0."""
         if deterministic or (not isinstance(self.sigma, Var) and self.sigma == 0):
             return input

@@ -1,4 +1,4 @@
-"""Loss functions and metrics (Lasagne's `lasagne.objectives`): elementwise losses plus `aggregate`."""
+"""Losses and metrics (Lasagne's `lasagne.objectives`): elementwise losses plus `aggregate`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def binary_crossentropy(predictions: Var, targets: Var) -> Var:
 
 def categorical_crossentropy(predictions: Var, targets: Var) -> Var:
     """-sum(t * log(p)) per row; targets are class indices (vector) or distributions (matrix)."""
-    return nnet.categorical_crossentropy(as_theano_expression(predictions), as_theano_expression(targets))
+    predictions, targets = as_theano_expression(predictions), as_theano_expression(targets)
+    return nnet.categorical_crossentropy(predictions, targets)
 
 
 def squared_error(a: Var, b: Var) -> Var:
@@ -43,14 +44,19 @@ def squared_error(a: Var, b: Var) -> Var:
     return T.sqr(a - b)
 
 
-def binary_hinge_loss(predictions: Var, targets: Var, delta: float = 1, log_odds: bool | None = None,
-                      binary: bool = True) -> Var:
+def binary_hinge_loss(
+    predictions: Var,
+    targets: Var,
+    delta: float = 1,
+    log_odds: bool | None = None,
+    binary: bool = True,
+) -> Var:
     """max(0, delta - p * t), with targets in {0, 1} mapped to {-1, 1} when `binary`; predictions
     are log-odds when `log_odds`, probabilities otherwise."""
     if log_odds is None:
         warnings.warn(
-            "binary_hinge_loss: pass log_odds=True (the current default, predictions are log-odds) or "
-            "log_odds=False (predictions are probabilities) explicitly",
+            "binary_hinge_loss: pass log_odds=True (the current default: predictions are "
+            "log-odds) or log_odds=False (predictions are probabilities) explicitly",
             FutureWarning,
             stacklevel=2,
         )
@@ -78,7 +84,8 @@ def multiclass_hinge_loss(predictions: Var, targets: Var, delta: float = 1) -> V
     elif targets.ndim != predictions.ndim:
         raise TypeError(
             f"multiclass_hinge_loss: targets must have {predictions.ndim - 1} (class indices) or "
-            f"{predictions.ndim} (one-hot) axes for {predictions.ndim}-d predictions, got {targets.ndim}"
+            f"{predictions.ndim} (one-hot) axes for {predictions.ndim}-d predictions, "
+            f"got {targets.ndim}"
         )
     correct = T.sum(predictions * targets, axis=1)
     wrong = T.max(T.switch(targets > 0, -np.inf, predictions), axis=1)
@@ -102,7 +109,7 @@ def kl_divergence(predictions: Var, targets: Var) -> Var:
 
 
 def aggregate(loss: Var, weights: Var | None = None, mode: str = "mean") -> Var:
-    """A scalar from an elementwise loss: 'mean', 'sum' or 'normalized_sum' (sum(w * l) / sum(w))."""
+    """A scalar from an elementwise loss: 'mean', 'sum' or 'normalized_sum' (sum(w*l) / sum(w))."""
     loss = as_theano_expression(loss)
     if weights is not None:
         loss = loss * weights
@@ -131,9 +138,11 @@ def categorical_accuracy(predictions: Var, targets: Var, top_k: int = 1) -> Var:
     elif targets.ndim != predictions.ndim - 1:
         raise TypeError(
             f"categorical_accuracy: targets must have {predictions.ndim - 1} (class indices) or "
-            f"{predictions.ndim} (one-hot) axes for {predictions.ndim}-d predictions, got {targets.ndim}"
+            f"{predictions.ndim} (one-hot) axes for {predictions.ndim}-d predictions, "
+            f"got {targets.ndim}"
         )
     if top_k == 1:
         return T.eq(T.argmax(predictions, axis=-1), targets)
-    top = T.argsort(predictions, axis=-1)[(slice(None),) * (predictions.ndim - 1) + (slice(-top_k, None),)]
+    leading = (slice(None),) * (predictions.ndim - 1)
+    top = T.argsort(predictions, axis=-1)[leading + (slice(-top_k, None),)]
     return T.any(T.eq(top, T.shape_padaxis(targets, axis=-1)), axis=-1)

@@ -1,4 +1,4 @@
-"""The numpy random generator that initializers and noise layers draw from (Lasagne's `lasagne.random`)."""
+"""The numpy generator that initializers and noise layers draw from (Lasagne's `lasagne.random`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def set_rng(new_rng) -> None:
     global _rng
     if not all(hasattr(new_rng, name) for name in ("uniform", "normal", "randint")):
         raise TypeError(
-            f"set_rng expects a numpy.random.RandomState-like generator, got {type(new_rng).__name__}"
+            "set_rng expects a numpy.random.RandomState-like generator, "
+            f"got {type(new_rng).__name__}"
         )
     _rng = new_rng

@@ -1,4 +1,4 @@
-"""Layers that reshape or combine tensors: Reshape, Flatten, Dimshuffle, Slice, Concat, Elemwise merges."""
+"""Layers that reshape or combine tensors: Reshape, Flatten, Dimshuffle, Slice, Concat, merges."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ __all__ = [
 
 
 class ReshapeLayer(Layer):
-    """Reshapes its input; `shape` holds ints, one -1 (inferred size) and `[i]` (input axis i's size).
+    """Reshapes its input; `shape` holds ints, one -1 (inferred) and `[i]` (input axis i's size).
 
     >>> from theanine.layers import InputLayer, ReshapeLayer
     >>> ReshapeLayer(InputLayer((None, 6, 4)), ([0], 2, -1)).output_shape
@@ -30,12 +30,21 @@ class ReshapeLayer(Layer):
         for entry in shape:
             if isinstance(entry, list):
                 if len(entry) != 1 or not isinstance(entry[0], int) or entry[0] < 0:
-                    raise ValueError(f"ReshapeLayer: a reference must be [i] with an int i >= 0, got {entry!r} in {shape}")
+                    raise ValueError(
+                        f"ReshapeLayer: a reference must be [i] with an int i >= 0, got {entry!r} "
+                        f"in {shape}"
+                    )
             elif isinstance(entry, Var):
                 if entry.ndim != 0 or entry.dtype[:3] not in ("int", "uin"):
-                    raise ValueError(f"ReshapeLayer: a symbolic size must be an integer scalar, got {entry} in {shape}")
+                    raise ValueError(
+                        f"ReshapeLayer: a symbolic size must be an integer scalar, got {entry} "
+                        f"in {shape}"
+                    )
             elif not isinstance(entry, (int, np.integer)) or entry < -1 or entry == 0:
-                raise ValueError(f"ReshapeLayer: shape entries must be positive ints, -1 or [i], got {entry!r} in {shape}")
+                raise ValueError(
+                    f"ReshapeLayer: shape entries must be positive ints, -1 or [i], got {entry!r} "
+                    f"in {shape}"
+                )
         if sum(1 for s in shape if isinstance(s, (int, np.integer)) and s == -1) > 1:
             raise ValueError(f"ReshapeLayer: shape {shape} has more than one -1")
         self.shape = shape
@@ -48,8 +57,8 @@ class ReshapeLayer(Layer):
             if isinstance(entry, list):
                 if entry[0] >= len(input_shape):
                     raise ValueError(
-                        f"ReshapeLayer: shape {self.shape} refers to [{entry[0]}] but the input shape "
-                        f"{input_shape} has {len(input_shape)} axes"
+                        f"ReshapeLayer: shape {self.shape} refers to [{entry[0]}] but the input "
+                        f"shape {input_shape} has {len(input_shape)} axes"
                     )
                 size = input_shape[entry[0]]
                 output.append(size)
@@ -108,7 +117,9 @@ class FlattenLayer(Layer):
         if outdim < 1:
             raise ValueError(f"FlattenLayer: outdim must be >= 1, got {outdim}")
         if outdim > len(self.input_shape):
-            raise ValueError(f"FlattenLayer: outdim={outdim} exceeds the input's {len(self.input_shape)} axes")
+            raise ValueError(
+                f"FlattenLayer: outdim={outdim} exceeds the input's {len(self.input_shape)} axes"
+            )
         self.outdim = outdim
 
     def get_output_shape_for(self, input_shape: tuple) -> tuple:
@@ -140,7 +151,7 @@ class DimshuffleLayer(Layer):
         if not all(isinstance(p, (int, np.integer)) for p in axes):
             raise ValueError(f"DimshuffleLayer: pattern entries must be ints or 'x', got {pattern}")
         if len(set(axes)) != len(axes):
-            raise ValueError(f"DimshuffleLayer: pattern {pattern} uses an input axis more than once")
+            raise ValueError(f"DimshuffleLayer: pattern {pattern} uses an input axis twice or more")
         self.pattern = pattern
         self.get_output_shape_for(self.input_shape)
 
@@ -149,12 +160,16 @@ class DimshuffleLayer(Layer):
         ndim = len(input_shape)
         for p in self.pattern:
             if p != "x" and not 0 <= p < ndim:
-                raise ValueError(f"DimshuffleLayer: pattern {self.pattern} refers to axis {p} of a {ndim}-d input")
+                raise ValueError(
+                    f"DimshuffleLayer: pattern {self.pattern} refers to axis {p} of a "
+                    f"{ndim}-d input"
+                )
         for axis in set(range(ndim)) - set(self.pattern):
             if input_shape[axis] not in (1, None):
                 raise ValueError(
                     f"DimshuffleLayer: pattern {self.pattern} drops axis {axis} of size "
-                    f"{input_shape[axis]} (input shape {input_shape}); only axes of size 1 can be dropped"
+                    f"{input_shape[axis]} (input shape {input_shape}); only axes of size 1 can be "
+                    "dropped"
                 )
         return tuple(1 if p == "x" else input_shape[p] for p in self.pattern)
 
@@ -185,7 +200,8 @@ class SliceLayer(Layer):
         shape = list(input_shape)
         axis = self.axis % len(shape)
         if isinstance(self.slice, slice):
-            shape[axis] = None if shape[axis] is None else len(range(*self.slice.indices(shape[axis])))
+            if shape[axis] is not None:
+                shape[axis] = len(range(*self.slice.indices(shape[axis])))
         else:
             del shape[axis]
         return tuple(shape)
@@ -214,7 +230,7 @@ class ConcatLayer(MergeLayer):
     def __init__(self, incomings, axis: int = 1, cropping=None, **kwargs) -> None:
         super().__init__(incomings, **kwargs)
         if cropping is not None:
-            raise NotImplementedError("ConcatLayer: cropping is not supported yet; crop the inputs first")
+            raise NotImplementedError("ConcatLayer: cropping is not supported yet; crop the inputs")
         self.axis = axis
         self.get_output_shape_for(self.input_shapes)
 
@@ -230,7 +246,8 @@ class ConcatLayer(MergeLayer):
             if dim == axis:
                 output.append(None if None in sizes else sum(sizes))
             else:
-                output.append(_merge_sizes(list(sizes), f"ConcatLayer (axis {self.axis}), axis {dim}", input_shapes))
+                what = f"ConcatLayer (axis {self.axis}), axis {dim}"
+                output.append(_merge_sizes(list(sizes), what, input_shapes))
         return tuple(output)
 
     def get_output_for(self, inputs: list, **kwargs) -> Var:
@@ -260,7 +277,9 @@ class ElemwiseMergeLayer(MergeLayer):
     def get_output_shape_for(self, input_shapes: list) -> tuple:
         """The common shape; unknown sizes take a known size from another input."""
         if len({len(s) for s in input_shapes}) != 1:
-            raise ValueError(f"{type(self).__name__}: inputs have different numbers of axes: {input_shapes}")
+            raise ValueError(
+                f"{type(self).__name__}: inputs have different numbers of axes: {input_shapes}"
+            )
         return tuple(
             _merge_sizes(list(sizes), f"{type(self).__name__}, axis {dim}", input_shapes)
             for dim, sizes in enumerate(zip(*input_shapes))
@@ -275,7 +294,8 @@ class ElemwiseSumLayer(ElemwiseMergeLayer):
     """Sums its inputs, each scaled by its coefficient (`coeffs`: one number or one per input).
 
     >>> from theanine.layers import InputLayer, ElemwiseSumLayer
-    >>> ElemwiseSumLayer([InputLayer((None, 3)), InputLayer((None, 3))], coeffs=[1, -1]).output_shape
+    >>> a, b = InputLayer((None, 3)), InputLayer((None, 3))
+    >>> ElemwiseSumLayer([a, b], coeffs=[1, -1]).output_shape
     (None, 3)
     """
 
@@ -283,12 +303,18 @@ class ElemwiseSumLayer(ElemwiseMergeLayer):
         super().__init__(incomings, merge_function=T.add, cropping=cropping, **kwargs)
         if isinstance(coeffs, (list, tuple)):
             if len(coeffs) != len(incomings):
-                raise ValueError(f"ElemwiseSumLayer: got {len(coeffs)} coeffs for {len(incomings)} inputs")
+                raise ValueError(
+                    f"ElemwiseSumLayer: got {len(coeffs)} coeffs for {len(incomings)} inputs"
+                )
             self.coeffs = list(coeffs)
         else:
             self.coeffs = [coeffs] * len(incomings)
 
     def get_output_for(self, inputs: list, **kwargs) -> Var:
         """sum(coeff * input)."""
-        scaled = [x if isinstance(c, (int, float)) and c == 1 else x * c for x, c in zip(inputs, self.coeffs)]
+        # a coefficient of 1 adds no multiplication to the graph
+        scaled = [
+            x if isinstance(c, (int, float)) and c == 1 else x * c
+            for x, c in zip(inputs, self.coeffs)
+        ]
         return reduce(T.add, scaled)

@@ -30,7 +30,8 @@ def as_theano_expression(value) -> Var:
     try:
         return as_tensor_variable(value)
     except Exception as error:
-        raise TypeError(f"expected a symbolic expression or a numeric value, got {value!r:.80}") from error
+        message = f"expected a symbolic expression or a numeric value, got {value!r:.80}"
+        raise TypeError(message) from error
 
 
 def unique(items: Iterable) -> list:
@@ -44,7 +45,7 @@ def unique(items: Iterable) -> list:
 
 
 def collect_shared_vars(expressions) -> list[SharedVariable]:
-    """The shared variables that `expressions` (one or a list) depend on, in order, without repeats."""
+    """The shared variables that `expressions` (one or a list) depend on, in order, once each."""
     if isinstance(expressions, Var):
         expressions = [expressions]
     found = []
@@ -88,7 +89,7 @@ def create_param(spec: Any, shape: tuple, name: str | None = None) -> Var:
     shape = tuple(shape)
     label = f"parameter {name!r}" if name else "parameter"
     if not all(isinstance(s, (int, np.integer)) and s > 0 for s in shape):
-        raise ValueError(f"cannot create {label}: its shape {shape} must hold positive integers only")
+        raise ValueError(f"cannot create {label}: its shape {shape} must hold positive ints only")
     if isinstance(spec, Var):
         if spec.ndim != len(shape):
             raise ValueError(
@@ -112,7 +113,7 @@ def create_param(spec: Any, shape: tuple, name: str | None = None) -> Var:
         source = f"the initializer {spec!r:.60}"
     else:
         value, source = spec, "the given array"
-    if isinstance(value, (int, float)) or isinstance(value, np.ndarray) or np.isscalar(value):
+    if isinstance(value, (int, float, np.number)):
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):
         raise TypeError(
@@ -121,6 +122,7 @@ def create_param(spec: Any, shape: tuple, name: str | None = None) -> Var:
         )
     if value.shape != shape:
         raise ValueError(
-            f"{label} expects shape {_shape_text(shape)}, {source} gives shape {_shape_text(value.shape)}"
+            f"{label} expects shape {_shape_text(shape)}, {source} gives shape "
+            f"{_shape_text(value.shape)}"
         )
     return shared(value, name=name)

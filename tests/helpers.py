@@ -18,11 +18,16 @@ def run(fn, *arrays):
     return evaluate([out], dict(zip(inputs, [np.asarray(a) for a in arrays])))[0], out
 
 
+def broadcast_type(a) -> TensorType:
+    """float64 with unknown sizes, except size-1 axes, typed broadcastable (Theano's rule)."""
+    return TensorType("float64", tuple(1 if n == 1 else None for n in np.shape(a)))
+
+
 def numeric_grad(fn, arrays, direction, eps=1e-6):
     """Central differences of sum(fn(*arrays) * direction) with respect to every element of every array."""
     from theanine.compiler.autodiff import grad  # noqa: F401  (keeps imports parallel with check_grad)
 
-    inputs = [input_var(TensorType("float64", (None,) * np.ndim(a)), f"x{i}") for i, a in enumerate(arrays)]
+    inputs = [input_var(broadcast_type(a), f"x{i}") for i, a in enumerate(arrays)]
     out = fn(*inputs)
 
     def f(values):
@@ -47,7 +52,7 @@ def check_grad(fn, arrays, rtol=1e-5, atol=1e-6, seed=0):
     import theanine.graph.tensor as T
 
     arrays = [np.asarray(a, dtype="float64") for a in arrays]
-    inputs = [input_var(TensorType("float64", (None,) * a.ndim), f"x{i}") for i, a in enumerate(arrays)]
+    inputs = [input_var(broadcast_type(a), f"x{i}") for i, a in enumerate(arrays)]
     out = fn(*inputs)
     direction = np.random.default_rng(seed).normal(size=evaluate([out], dict(zip(inputs, arrays)))[0].shape)
     cost = T.sum(out * T.constant(direction))

@@ -280,7 +280,7 @@ def test_jacobian_errors():
 def test_hessian_of_weighted_squares_is_diagonal():
     x = T.vector("x", dtype="float64", shape=(3,))
     a = np.array([1.0, -2.0, 0.5])
-    h = gradient.hessian(T.sum(x * x * a), x)
+    h = gradient.hessian(T.sum(x**2 * a), x)
     np.testing.assert_allclose(ev(h, {x: np.array([3.0, 1.0, -1.0])}), np.diag(2 * a))
     assert T.hessian is gradient.hessian and T.jacobian is gradient.jacobian
 
@@ -474,3 +474,62 @@ def test_jacobian_without_stack_and_indexing_ops(monkeypatch):
         expected[i, i, :] = np.exp(xv[i])
     np.testing.assert_allclose(jm, expected)
     assert not any(type(v.op).__name__ in ("Subtensor", "Join", "MakeVector") for v in toposort(j))
+
+
+@dataclass(frozen=True)
+class ScaleBy(Op):
+    """x * k where k is an input whose gradient is undefined (like an index)."""
+
+    def infer_type(self, x, k):
+        return x
+
+    def perform(self, x, k):
+        return x * k
+
+    def pullback(self, inputs, output, g):
+        x, k = inputs
+        return (g * k, gradient.grad_undefined(self, 1, k, "k is a step count"))
+
+
+def test_undefined_gradient_is_an_error_only_when_needed():
+    x, k = T.dvector("x"), T.dvector("k")
+    cost = T.sum(Var(ScaleBy(), (x, k)))
+    xv, kv = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    np.testing.assert_allclose(ev(theanine.grad(cost, x), {x: xv, k: kv}), kv)
+    expected = r"ScaleBy with respect to its input 1 \(k:.*\) is undefined \(k is a step count\)"
+    with pytest.raises(gradient.NullTypeGradError, match=expected + r"(.|\n)*test_grad\.py"):
+        theanine.grad(cost, [x, k])
+    not_implemented = Var(NullPullback(gradient.grad_not_implemented(ScaleBy(), 0, x)), (x,))
+    with pytest.raises(NotImplementedError, match="input 0 .* is not implemented"):
+        theanine.grad(T.sum(not_implemented), x)
+
+
+@dataclass(frozen=True)
+class NullPullback(Op):
+    """Identity whose pullback returns a fixed NullGrad."""
+
+    null: object
+
+    def infer_type(self, x):
+        return x
+
+    def perform(self, x):
+        return x
+
+    def pullback(self, inputs, output, g):
+        return (self.null,)
+
+
+def test_consider_constant_function_alias():
+    assert gradient.consider_constant is T.zero_grad
+
+
+def test_jacobian_of_specify_shape_and_empty_expression():
+    x = T.dvector("x")
+    j = gradient.jacobian(T.specify_shape(T.exp(x), (2,)), x)
+    xv = np.array([0.5, -0.5])
+    np.testing.assert_allclose(ev(j, {x: xv}), np.diag(np.exp(xv)))
+    v = T.vector("v", dtype="float64", shape=(0,))
+    empty = gradient.jacobian(v * 2.0, x, disconnected_inputs="ignore")
+    out = ev(empty, {x: xv, v: np.zeros(0)})
+    assert out.shape == (0, 2) and out.dtype == np.float64

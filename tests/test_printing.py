@@ -77,7 +77,8 @@ def test_debugprint_types_ids_depth_and_stop_on_name():
     x, y, inner, out = small_graph()
     text = printing.debugprint(inner, file="str", print_type=True, ids="int")
     assert text == "Twice [id 0] <float64[?]> ''\n |x [id 1] <float64[?]>\n"
-    assert printing.debugprint(out, file="str", depth=1) == (
+    assert printing.debugprint(out, file="str", depth=1) == "Pair [id A] 'out'\n"
+    assert printing.debugprint(out, file="str", depth=2) == (
         "Pair [id A] 'out'\n |Scale{factor=3.0} [id B] ''\n |Pair [id C] ''\n"
     )
     assert printing.debugprint(out, file="str", ids="") == (
@@ -148,6 +149,15 @@ def test_pprint_infix():
     assert printing.pprint(-(x - y) / y) == "(-(x - y) / y)"
     assert printing.pprint(x.T) == "x.T"
     assert printing.pprint(T.dtensor3("t").dimshuffle(2, "x", 0, 1)) == "t.dimshuffle(2, 'x', 0, 1)"
+    b, i = T.dvector("b"), T.lscalar("i")
+    assert printing.pprint(x + b) == "(x + b)"
+    assert printing.pprint(T.shape_padleft(b) * 1.0) == "(b * 1.0)"
+    assert printing.pprint(T.shape_padleft(b)) == "b.dimshuffle('x', 0)"
+    assert printing.pprint(T.cast(x, "float32")) == "cast(x, 'float32')"
+    assert printing.pprint(x[1:3]) == "x[1:3]"
+    assert printing.pprint(x[::2, i:]) == "x[::2, i:]"
+    assert printing.pprint(x[i, None]) == "x[i, None]"
+    assert printing.pprint(T.set_subtensor(x[i], b)) == "set_subtensor(x[i], b)"
     x, y, inner, out = small_graph()
     assert printing.pprint(out) == "pair(scale(twice(x), factor=3.0), pair(twice(x), y))"
     assert printing.pprint([inner, x]) == "twice(x)\nx"

@@ -173,6 +173,9 @@ canonical = [
     rule("shape_entry_static", Pat(Subtensor, Pat(Shape, x, name="s")), shape_entry_static),
 ]
 
+# What grad applies with the stability rules before differentiating.
+canonical_order = [rule("constants_last", Pat(COMMUTATIVE, x, y), constants_last)]
+
 # Only after differentiation: these ops exist to shape gradients.
 drop_gradient_ops = [
     rule("remove_zero_grad", Pat((E.ZeroGrad, E.DisconnectedGrad, E.GradClip, E.GradScale), x), remove_identity_ops),

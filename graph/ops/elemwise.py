@@ -27,6 +27,9 @@ def real_dtype(dtype: str) -> str:
 
 def broadcast_shapes(op: Op, inputs: tuple) -> tuple:
     """The static shape of the broadcast of `inputs` (same ndim); raises naming both operands."""
+    first = inputs[0].type.shape
+    if all(x.type.shape == first for x in inputs):  # the common case: nothing to broadcast
+        return first
     ndim = inputs[0].ndim
     shape = []
     for axis in range(ndim):
@@ -50,6 +53,30 @@ def broadcast_shapes(op: Op, inputs: tuple) -> tuple:
 def _shape_text(shape: tuple) -> str:
     dims = ", ".join("?" if d is None else str(d) for d in shape)
     return f"({dims},)" if len(shape) == 1 else f"({dims})"
+
+
+def check_runtime_broadcast(var: Var, values) -> None:
+    """Theano's rule at run time: only axes whose static size is 1 may broadcast.
+
+    A None axis that turns out to be 1 while its partner is bigger would give a gradient of the wrong
+    shape (gradients sum only over static broadcast axes), so it is an error, as in Theano.
+    """
+    inputs = var.inputs
+    for axis in range(inputs[0].ndim if inputs else 0):
+        size = None
+        for x, value in zip(inputs, values):
+            if x.type.shape[axis] == 1:
+                continue
+            n = value.shape[axis]
+            if size is None:
+                size = (n, x)
+            elif n != size[0]:
+                first = size[1]
+                raise ValueError(
+                    f"{type(var.op).__name__}: input {first} has size {size[0]} but input {x} has size {n} on "
+                    f"axis {axis}; only axes typed broadcastable (static size 1) broadcast, as in Theano: "
+                    "use T.addbroadcast, a row/col type or shape=(..., 1, ...) for an axis meant to broadcast"
+                )
 
 
 @dataclass(frozen=True)
@@ -125,7 +152,7 @@ class Elemwise(Op):
 
 def prepare_inputs(op: Elemwise, args: tuple) -> tuple:
     """as_tensor, type weak scalars by their strong partners, left-pad ndims with broadcasts."""
-    inputs = [as_tensor_variable(a) for a in args]
+    inputs = [a if isinstance(a, Var) else as_tensor_variable(a) for a in args]
     positions = range(len(inputs)) if op.promote is None else op.promote
     strong = [inputs[i].dtype for i in positions if not _is_weak(inputs[i])]
     if strong and len(strong) < len(positions):
@@ -135,6 +162,8 @@ def prepare_inputs(op: Elemwise, args: tuple) -> tuple:
                 dtype = np.result_type(*[np.dtype(d) for d in strong], value)
                 inputs[i] = Var(Constant(np.asarray(value, dtype=dtype)), ())
     ndim = max(x.ndim for x in inputs)
+    if all(x.ndim == ndim for x in inputs):
+        return tuple(inputs)
     from .shape import shape_padleft
 
     return tuple(shape_padleft(x, ndim - x.ndim) if x.ndim < ndim else x for x in inputs)
@@ -590,7 +619,7 @@ from .elemwise_math import __all__ as _math_names  # noqa: E402
 from .elemwise_math import abs_, log  # noqa: E402
 
 __all__ = [
-    "Elemwise", "upgrade_to_float",
+    "Elemwise", "check_runtime_broadcast", "upgrade_to_float",
     "Add", "Sub", "Mul", "TrueDiv", "IntDiv", "Mod", "Pow", "Neg", "Maximum", "Minimum", "Clip",
     "Switch", "add", "sub", "mul", "true_div", "int_div", "floor_div", "mod", "pow_", "neg",
     "maximum", "minimum", "switch", "where", "clip", "ceil_intdiv", "largest", "smallest",

@@ -3,7 +3,8 @@
 The algorithm is spelled out so that another backend (the CUDA kernels) reproduces it bit for bit.
 
 Philox 4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011): a 128-bit
-counter (c0, c1, c2, c3) and a 64-bit key (k0, k1), all uint32 words, give four uint32 words. A round is
+counter (c0, c1, c2, c3) and a 64-bit key (k0, k1), all uint32 words, give four uint32 words.
+A round is
 
     (hi0, lo0) = 0xD2511F53 * c0   (the 64-bit product split into high and low 32 bits)
     (hi1, lo1) = 0xCD9E8D57 * c2
@@ -12,10 +13,13 @@ counter (c0, c1, c2, c3) and a 64-bit key (k0, k1), all uint32 words, give four 
 and ten rounds run, the key bumped by (k0 += 0x9E3779B9, k1 += 0xBB67AE85, mod 2^32) between rounds.
 
 Stream state: a uint32 vector [k0, k1, d_lo, d_hi]: the stream's key and a 64-bit draw counter
-d = d_lo + 2^32 d_hi. Word i of a draw (i = 0, 1, 2, ...) is output word (i mod 4) of Philox applied to
-counter (b_lo, b_hi, d_lo, d_hi), key (k0, k1), where b = i div 4 = b_lo + 2^32 b_hi. Every draw reads
-words 0, 1, 2, ... of its own counter d, and the state's update (`AdvanceState`) sets d to d + 1, so a
-draw consumes one counter value however many numbers it makes. Elements go in C (row-major) order.
+d = d_lo + 2^32 d_hi. Word i of a draw (i = 0, 1, 2, ...) is output word (i mod 4) of Philox
+applied to counter (b_lo, b_hi, d_lo, d_hi), key (k0, k1), where b = i div 4 = b_lo + 2^32 b_hi.
+Every draw reads words 0, 1, 2, ... of its own counter d, and the state's update (`AdvanceState`)
+sets d to d + 1, so a draw consumes one counter value however many numbers it makes. Elements go
+in C (row-major) order. Keys: the draw made s-th (s = 0, 1, ...) by `RandomStreams(seed)` starts
+at d = 0 with (k0, k1) = words 0, 1 of Philox((s_lo, s_hi, 0, 0), key (seed_lo, seed_hi)), the
+seed taken mod 2^64 (`seed_key`; a list seed is first folded to 64 bits, `random.fold_seed`).
 
 Words to numbers (w, w0, w1 are words; all arithmetic exact):
 - u24(w)      = (2 (w >> 9) + 1) * 2^-24, a float32 in (0, 1)            (one word)
@@ -23,8 +27,8 @@ Words to numbers (w, w0, w1 are words; all arithmetic exact):
 - u33(w)      = (2 w + 1) * 2^-33, a float64 in (0, 1)                    (one word)
 - below(w, m) = (w * m) >> 32 in 64-bit integers, an integer in [0, m) for 1 <= m <= 2^32
 - key64(w0, w1) = (w0 << 32) | w1, a uint64 sort key
-Distributions (element e, parameters broadcast to the output shape, each computed in the output dtype
-except where float64 is named):
+Distributions (element e, parameters broadcast to the output shape, each computed in the output
+dtype except where float64 is named):
 - uniform: u = u24(word e) for float32 and float16, u53(words 2e, 2e+1) for float64;
   low + (high - low) * u (float16 computes in float32, then rounds).
 - normal (Box-Muller): pair j takes uniforms (u1, u2) = (u24(2j), u24(2j+1)) for float32/16 or
@@ -33,14 +37,19 @@ except where float64 is named):
 - binomial(n, p): with N = max n, element e runs trials t < n_e on words e N + t; successes are
   u33(word) < p (p in float64).
 - integers(low, high) (inclusive): low + below(word e, high - low + 1).
-- multinomial(n, pvals): with N = max n, trial t of row r takes u53(words 2(r N + t), 2(r N + t) + 1);
-  with the row's float64 running sums s_j = p_0 + ... + p_j (in order), it lands in category
-  min(k - 1, #{j : s_j <= u * s_{k-1}}).
+- multinomial(n, pvals): with N = max n, trial t of row r takes u = u53(words 2(r N + t),
+  2(r N + t) + 1); with the row's float64 running sums s_j = p_0 + ... + p_j (added in order), it
+  lands in category min(k - 1, #{j : s_j <= u * s_{k-1}}).
 - permutation(n): row r sorts keys key64(words 2(r n + i), 2(r n + i) + 1), i < n, stably (ties keep
   the lower i first) and returns the order.
-- choice(a, size m): with replacement and no p, below(word e, n); with p, as one multinomial trial per
-  element; without replacement and no p, the first m entries of permutation(n); without replacement
-  with p, the m smallest of -log(u53(words 2i, 2i+1)) / p_i (float64), stably.
+- choice(a, size m): with replacement and no p, below(word e, n); with p, element e is one
+  multinomial trial on u53(words 2e, 2e+1); without replacement and no p, the first m entries
+  of permutation(n); without replacement with p, the m smallest of -log(u53(words 2i, 2i+1)) / p_i
+  (float64), stably.
+All of this is exact integer or correctly rounded arithmetic, so another implementation matches bit
+for bit, except where log/cos/sin enter (normal; choice without replacement with p), which libraries
+may round differently: there results agree to about one float64 ulp before rounding to the dtype
+(a C version with glibc's libm reproduces numpy's normals exactly).
 """
 
 from __future__ import annotations
@@ -74,7 +83,7 @@ STATE_TYPE = TensorType("uint32", (4,))
 
 
 def philox4x32(counters: np.ndarray, key: tuple, rounds: int = 10) -> np.ndarray:
-    """Philox 4x32 of each row of `counters` (shape (n, 4), uint32) under `key` (two uint32 words)."""
+    """Philox 4x32 of each row of `counters` (shape (n, 4), uint32) under `key` (two words)."""
     c = np.asarray(counters, dtype=np.uint32).reshape(-1, 4)
     c0, c1, c2, c3 = (c[:, i].copy() for i in range(4))
     k0, k1 = int(key[0]) & _MASK, int(key[1]) & _MASK
@@ -89,33 +98,35 @@ def philox4x32(counters: np.ndarray, key: tuple, rounds: int = 10) -> np.ndarray
     return np.stack([c0, c1, c2, c3], axis=1)
 
 
-def stream_words(state: np.ndarray, n: int) -> np.ndarray:
-    """The first `n` uint32 words of the draw that the stream state [k0, k1, d_lo, d_hi] makes."""
-    n = int(n)
-    blocks = -(-n // 4)
-    b = np.arange(blocks, dtype=np.uint64)
-    counters = np.empty((blocks, 4), dtype=np.uint32)
+def stream_words(state: np.ndarray, n: int, start: int = 0) -> np.ndarray:
+    """Words start .. start + n - 1 of the draw that the stream state [k0, k1, d_lo, d_hi] makes."""
+    n, start = int(n), int(start)
+    first, stop = start // 4, -(-(start + n) // 4)
+    b = np.arange(first, max(stop, first), dtype=np.uint64)
+    counters = np.empty((len(b), 4), dtype=np.uint32)
     counters[:, 0] = (b & np.uint64(_MASK)).astype(np.uint32)
     counters[:, 1] = (b >> np.uint64(32)).astype(np.uint32)
     counters[:, 2] = state[2]
     counters[:, 3] = state[3]
-    return philox4x32(counters, (state[0], state[1])).reshape(-1)[:n]
+    skip = start - 4 * first
+    return philox4x32(counters, (state[0], state[1])).reshape(-1)[skip : skip + n]
 
 
 def seed_key(seed: int, stream: int) -> tuple:
-    """The key of stream number `stream` of a seed: words 0, 1 of Philox((s_lo, s_hi, 0, 0), seed key)."""
+    """Key of stream number `stream`: words 0, 1 of Philox((s_lo, s_hi, 0, 0), the seed's key)."""
     seed, stream = int(seed) % 2**64, int(stream) % 2**64
     counter = np.array([[stream & _MASK, stream >> 32, 0, 0]], dtype=np.uint32)
     out = philox4x32(counter, (seed & _MASK, seed >> 32))[0]
     return int(out[0]), int(out[1])
 
 
-# --- words to numbers ------------------------------------------------------------------------------
+# --- words to numbers ----------------------------------------------------------------------------
 
 
 def u24(w: np.ndarray) -> np.ndarray:
     """float32 uniforms in (0, 1), one word each."""
-    return ((w >> np.uint32(9)).astype(np.float32) * np.float32(2) + np.float32(1)) * np.float32(2.0**-24)
+    odd = (w >> np.uint32(9)).astype(np.float32) * np.float32(2) + np.float32(1)
+    return odd * np.float32(2.0**-24)
 
 
 def u53(w0: np.ndarray, w1: np.ndarray) -> np.ndarray:
@@ -131,7 +142,8 @@ def u33(w: np.ndarray) -> np.ndarray:
 
 def below(w: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Integers in [0, m) (1 <= m <= 2^32) by the multiply-shift (w * m) >> 32."""
-    return ((w.astype(np.uint64) * np.asarray(m).astype(np.uint64)) >> np.uint64(32)).astype(np.int64)
+    product = w.astype(np.uint64) * np.asarray(m).astype(np.uint64)
+    return (product >> np.uint64(32)).astype(np.int64)
 
 
 def _key64(w: np.ndarray) -> np.ndarray:
@@ -157,14 +169,22 @@ def _normals(state: np.ndarray, n: int, dtype: str) -> np.ndarray:
     return z[:n].astype(dtype)
 
 
+_CHUNK = 1 << 22  # elements per temporary array, to bound memory on large draws
+
+
 def _category(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     """For rows of running sums cdf (R, k) and uniforms u (R, T): the category of each trial."""
-    t = u * cdf[:, -1:]
-    found = (cdf[:, None, :] <= t[:, :, None]).sum(axis=2)
-    return np.minimum(found, cdf.shape[1] - 1)
+    rows, k = cdf.shape
+    found = np.empty(u.shape, dtype=np.int64)
+    step = max(1, _CHUNK // max(1, u.shape[1] * k))
+    for r in range(0, rows, step):
+        c = cdf[r : r + step]
+        t = u[r : r + step] * c[:, -1:]
+        found[r : r + step] = (c[:, None, :] <= t[:, :, None]).sum(axis=2)
+    return np.minimum(found, k - 1)
 
 
-# --- ops -------------------------------------------------------------------------------------------
+# --- ops -----------------------------------------------------------------------------------------
 
 
 def _check_state(state: TensorType, op: Op) -> None:
@@ -224,7 +244,7 @@ def _broadcast_static(shapes: list) -> tuple:
 
 
 def _draw_shape(op: Op, size: Var, params: list) -> tuple:
-    """Static output shape: the size's entries, or the parameters' broadcast shape when size is ()."""
+    """Static output shape: the size's entries, or the parameters' broadcast shape for size ()."""
     if size.type.shape[0] == 0:
         return _broadcast_static([p.type.shape for p in params])
     if size.type.shape[0] is None:
@@ -233,13 +253,14 @@ def _draw_shape(op: Op, size: Var, params: list) -> tuple:
     for p in params:
         if p.ndim > len(static):
             raise ValueError(
-                f"{type(op).__name__}: parameter {p} has {p.ndim} dimensions, more than the size {static}"
+                f"{type(op).__name__}: parameter {p} has {p.ndim} dimensions, more than the "
+                f"size {static}"
             )
         for d, s in zip(reversed(p.type.shape), reversed(static)):
             if d not in (None, 1) and s is not None and d != s:
                 raise ValueError(
-                    f"{type(op).__name__}: parameter {p} of shape {p.type.shape} does not broadcast to "
-                    f"the size {tuple(static)}"
+                    f"{type(op).__name__}: parameter {p} of shape {p.type.shape} does not "
+                    f"broadcast to the size {tuple(static)}"
                 )
     return tuple(None if s is None or s < 0 else s for s in static)
 
@@ -249,18 +270,18 @@ def _run_shape(op: Op, size: np.ndarray, params: tuple) -> tuple:
     if not shape and any(np.ndim(p) for p in params):
         return np.broadcast_shapes(*[np.shape(p) for p in params])
     try:
-        np.broadcast_shapes(shape, *[np.shape(p) for p in params])
+        fits = np.broadcast_shapes(shape, *[np.shape(p) for p in params]) == shape
     except ValueError:
+        fits = False
+    if not fits:
         shapes = ", ".join(str(np.shape(p)) for p in params)
-        raise ValueError(f"{op.dist}: parameters of shapes {shapes} do not broadcast to size {shape}") from None
-    if np.broadcast_shapes(shape, *[np.shape(p) for p in params]) != shape:
-        raise ValueError(f"{op.dist}: parameters of shapes {[np.shape(p) for p in params]} exceed size {shape}")
+        raise ValueError(f"{op.dist}: parameters of shapes {shapes} do not broadcast to {shape}")
     return shape
 
 
 @dataclass(frozen=True)
 class RandomDraw(RandomOp):
-    """An elementwise distribution (uniform, normal, binomial, integers): inputs (state, size, a, b)."""
+    """An elementwise distribution (uniform, normal, binomial, integers) of (state, size, a, b)."""
 
     dist: str
     dtype: str
@@ -272,11 +293,15 @@ class RandomDraw(RandomOp):
         _check_size(size.type, self)
         if self.dist not in ("uniform", "normal", "binomial", "integers"):
             raise ValueError(f"RandomDraw: unknown distribution {self.dist!r}")
-        if self.dist in ("uniform", "normal") and self.dtype not in ("float16", "float32", "float64"):
+        floats = ("float16", "float32", "float64")
+        if self.dist in ("uniform", "normal") and self.dtype not in floats:
             raise TypeError(f"{self.dist}: dtype must be a float type, got {self.dtype!r}")
         shape = _draw_shape(self, size, params)
         if len(shape) != self.ndim:
-            raise ValueError(f"{self.dist}: expected {self.ndim} dimensions, the size and parameters give {len(shape)}")
+            raise ValueError(
+                f"{self.dist}: expected {self.ndim} dimensions, the size and parameters give "
+                f"{len(shape)}"
+            )
         return TensorType(self.dtype, shape)
 
     def perform(self, state, size, a, b):
@@ -289,7 +314,8 @@ class RandomDraw(RandomOp):
             return (low + (high - low) * u).astype(self.dtype)
         if self.dist == "normal":
             z = _normals(state, n, self.dtype).reshape(shape)
-            return (np.asarray(a, dtype=self.dtype) + np.asarray(b, dtype=self.dtype) * z).astype(self.dtype)
+            avg, std = np.asarray(a, dtype=self.dtype), np.asarray(b, dtype=self.dtype)
+            return (avg + std * z).astype(self.dtype)
         if self.dist == "binomial":
             return self._binomial(state, shape, n, a, b)
         return self._integers(state, shape, n, a, b)
@@ -302,9 +328,15 @@ class RandomDraw(RandomOp):
         if n and (p.min() < 0 or p.max() > 1 or np.isnan(p).any()):
             raise ValueError("binomial: p must lie in [0, 1]")
         most = int(trials.max()) if n else 0
-        u = u33(stream_words(state, n * most)).reshape(n, most)
-        hits = (u < p[:, None]) & (np.arange(most)[None, :] < trials[:, None])
-        return hits.sum(axis=1).reshape(shape).astype(self.dtype)
+        out = np.zeros(n, dtype=np.int64)
+        step = max(1, _CHUNK // max(1, most))
+        for e in range(0, n if most else 0, step):
+            part = slice(e, min(n, e + step))
+            count = part.stop - e
+            u = u33(stream_words(state, count * most, start=e * most)).reshape(count, most)
+            hits = (u < p[part, None]) & (np.arange(most)[None, :] < trials[part, None])
+            out[part] = hits.sum(axis=1)
+        return out.reshape(shape).astype(self.dtype)
 
     def _integers(self, state, shape, n, low, high):
         low = np.broadcast_to(np.asarray(low, dtype=np.int64), shape).reshape(n)
@@ -319,7 +351,7 @@ class RandomDraw(RandomOp):
 
 @dataclass(frozen=True)
 class Multinomial(RandomOp):
-    """Counts of n trials over the last axis of pvals: inputs (state, size, n, pvals); shape size + (k,)."""
+    """Counts of n trials over pvals' last axis: (state, size, n, pvals) -> shape size + (k,)."""
 
     dtype: str
     ndim: int
@@ -329,7 +361,7 @@ class Multinomial(RandomOp):
         _check_state(state.type, self)
         _check_size(size.type, self)
         if pvals.ndim < 1:
-            raise TypeError(f"multinomial: pvals must have at least one dimension, got {pvals.type}")
+            raise TypeError(f"multinomial: pvals needs at least one dimension, got {pvals.type}")
         k = pvals.type.shape[-1]
         if size.type.shape[0] == 0:
             batch = _broadcast_static([n.type.shape, pvals.type.shape[:-1]])
@@ -355,7 +387,8 @@ class Multinomial(RandomOp):
         category = _category(np.cumsum(pvals, axis=1), u)
         used = np.arange(most)[None, :] < trials[:, None]
         counts = np.zeros((rows, k), dtype=np.int64)
-        np.add.at(counts, (np.repeat(np.arange(rows), most), category.reshape(-1)), used.reshape(-1))
+        row_of_trial = np.repeat(np.arange(rows), most)
+        np.add.at(counts, (row_of_trial, category.reshape(-1)), used.reshape(-1))
         return counts.reshape(batch + (k,)).astype(self.dtype)
 
 
@@ -427,7 +460,9 @@ class Choice(RandomOp):
             if p.min(initial=0) < 0:
                 raise ValueError("choice: probabilities p must be >= 0")
         if not self.replace and m > n:
-            raise ValueError(f"choice: cannot take {m} samples without replacement from {n} entries")
+            raise ValueError(
+                f"choice: cannot take {m} samples without replacement from {n} entries"
+            )
         if self.replace and p is None:
             index = below(stream_words(state, m), n)
         elif self.replace:
@@ -437,7 +472,9 @@ class Choice(RandomOp):
             index = np.argsort(_key64(stream_words(state, 2 * n)), kind="stable")[:m]
         else:
             if np.count_nonzero(p) < m:
-                raise ValueError(f"choice: fewer non-zero entries in p than the {m} samples asked for")
+                raise ValueError(
+                    f"choice: fewer non-zero entries in p than the {m} samples asked for"
+                )
             w = stream_words(state, 2 * n)
             with np.errstate(divide="ignore"):
                 race = -np.log(u53(w[0::2], w[1::2])) / p
@@ -465,7 +502,9 @@ class RowChoice(RandomOp):
         if m.ndim != 0 or not is_discrete(m.dtype):
             raise TypeError(f"choice: size must be an integer scalar, got {m.type}")
         if p.ndim != 2:
-            raise TypeError(f"choice: p must be a matrix (one row of probabilities per draw), got {p.type}")
+            raise TypeError(
+                f"choice: p must be a matrix (one row of probabilities per draw), got {p.type}"
+            )
         from .shape import static_int
 
         return TensorType(self.dtype, (p.type.shape[0], static_int(m)))
@@ -482,7 +521,9 @@ class RowChoice(RandomOp):
             index = _category(np.cumsum(p, axis=1), u53(w[0::2], w[1::2]).reshape(rows, m))
             return index.astype(self.dtype)
         if rows and (np.count_nonzero(p, axis=1).min() < m):
-            raise ValueError(f"choice: a row of p has fewer non-zero entries than the {m} samples asked for")
+            raise ValueError(
+                f"choice: a row of p has fewer non-zero entries than the {m} samples asked for"
+            )
         w = stream_words(state, 2 * rows * k)
         with np.errstate(divide="ignore"):
             race = -np.log(u53(w[0::2], w[1::2]).reshape(rows, k)) / p

@@ -1,0 +1,316 @@
+"""The device layer: EmulatorDevice (g++ against emulator.h, through ctypes) and PyCudaDevice (a GPU)."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .kernel import CudaCompileError, Kernel, compile_error
+
+HEADER = Path(__file__).with_name("emulator.h")
+ORDERS = {"forward": 0, "reverse": 1, "shuffled": 2}
+_CTYPES = {
+    "float": ctypes.c_float, "double": ctypes.c_double, "bool": ctypes.c_bool,
+    "char": ctypes.c_char, "signed char": ctypes.c_int8, "unsigned char": ctypes.c_uint8,
+    "short": ctypes.c_int16, "unsigned short": ctypes.c_uint16, "int": ctypes.c_int32,
+    "unsigned": ctypes.c_uint32, "unsigned int": ctypes.c_uint32, "long": ctypes.c_long,
+    "unsigned long": ctypes.c_ulong, "long long": ctypes.c_longlong,
+    "unsigned long long": ctypes.c_ulonglong, "size_t": ctypes.c_size_t,
+}
+
+
+class EmulatorError(RuntimeError):
+    """A kernel failed on the emulator: a barrier error, an assert, an out-of-bounds write."""
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: $THEANINE_CACHE or ~/.cache/theanine."""
+    root = os.environ.get("THEANINE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "theanine")
+    return Path(root)
+
+
+class DeviceArray:
+    """An array in device memory: `shape`, `dtype`, and the device's handle to its bytes."""
+
+    __slots__ = ("shape", "dtype", "handle", "device")
+
+    def __init__(self, shape: tuple, dtype: np.dtype, handle, device) -> None:
+        self.shape, self.dtype, self.handle, self.device = tuple(shape), np.dtype(dtype), handle, device
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    def get(self) -> np.ndarray:
+        """A host copy."""
+        return self.device.to_host(self)
+
+    def __repr__(self) -> str:
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, on {type(self.device).__name__})"
+
+
+# --- the emulator ---------------------------------------------------------------------------------
+
+GUARD = 256  # bytes of 0xFF before and after every buffer: a changed byte is an out-of-bounds write
+
+
+class _Guarded:
+    """Host bytes with guard zones; `pointer` is the address of the first data byte."""
+
+    __slots__ = ("raw", "nbytes", "pointer")
+
+    def __init__(self, nbytes: int) -> None:
+        self.raw = np.full(GUARD + nbytes + GUARD, 0xFF, dtype=np.uint8)
+        self.nbytes = nbytes
+        self.pointer = self.raw.ctypes.data + GUARD
+
+    def data(self) -> np.ndarray:
+        return self.raw[GUARD : GUARD + self.nbytes]
+
+    def damage(self) -> str | None:
+        """Where the guard zones were overwritten, or None."""
+        before = np.flatnonzero(self.raw[:GUARD] != 0xFF)
+        after = np.flatnonzero(self.raw[GUARD + self.nbytes :] != 0xFF)
+        if before.size:
+            return f"{GUARD - before[0]} bytes before its start"
+        if after.size:
+            return f"{after[-1] + 1} bytes after its end"
+        return None
+
+
+class EmulatorModule:
+    """A compiled shared library of kernels; `launch` runs one of them on the emulator."""
+
+    def __init__(self, path: Path, kernels: Sequence[Kernel]) -> None:
+        self.library = ctypes.CDLL(str(path))
+        self.library.emu_launch.restype = ctypes.c_int
+        self.library.emu_launch.argtypes = [ctypes.c_uint] * 6 + [
+            ctypes.c_int, ctypes.c_ulonglong, ctypes.c_void_p, ctypes.c_void_p,
+        ]
+        self.library.emu_last_error.restype = ctypes.c_char_p
+        self.kernels = {k.name: k for k in kernels}
+        self.parameters = {k.name: k.parameters() for k in kernels}
+        self.bodies = {k.name: ctypes.cast(getattr(self.library, f"emu_body_{k.name}"), ctypes.c_void_p).value for k in kernels}
+
+
+def _launcher(kernel: Kernel, namespace: str) -> str:
+    """The C++ that calls `kernel` with arguments unpacked from a void** array (as cuLaunchKernel)."""
+    args = ", ".join(f"*({ctype}*)a[{k}]" for k, (ctype, _) in enumerate(kernel.parameters()))
+    return f'extern "C" void emu_body_{kernel.name}(void** a) {{ {namespace}::{kernel.name}({args}); }}\n'
+
+
+def emulator_source(kernels: Sequence[Kernel]) -> str:
+    """One C++ translation unit: the header, each kernel in its own namespace, and their launchers."""
+    parts = [f'#include "{HEADER}"\n']
+    namespaces: dict[str, str] = {}  # a source holding several kernels is compiled once
+    for kernel in kernels:
+        if kernel.source not in namespaces:
+            namespaces[kernel.source] = space = f"m{len(namespaces)}"
+            parts.append(f'namespace {space} {{\n#line 1 "{kernel.name}.cu"\n{kernel.source}\n}}\n')
+    parts.append('#line 1 "launchers.cpp"\n')
+    parts.extend(_launcher(kernel, namespaces[kernel.source]) for kernel in kernels)
+    return "".join(parts)
+
+
+class EmulatorDevice:
+    """Runs generated CUDA C on the CPU: g++ -O2 against emulator.h, launched through ctypes.
+
+    `order` is how the threads of a block take turns: forward, reverse or shuffled (seeded by `seed`);
+    running a test in all three exposes a missing __syncthreads that one order hides.
+    """
+
+    name = "emulator"
+    max_grid = 64  # grid-stride kernels stay correct with few blocks; fewer fibers run faster
+
+    def __init__(self, order: str = "forward", seed: int = 0) -> None:
+        self.order = order
+        self.seed = seed
+        self._modules: dict[str, EmulatorModule] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def order(self) -> str:
+        return self._order
+
+    @order.setter
+    def order(self, value: str) -> None:
+        if value not in ORDERS:
+            raise ValueError(f"thread order must be one of {', '.join(ORDERS)}, got {value!r}")
+        self._order = value
+
+    # --- compilation ---
+    def compile(self, kernels: Sequence[Kernel]) -> EmulatorModule:
+        """A module holding `kernels` (compiled once per source set, then loaded from the disk cache)."""
+        unique = list({k.name: k for k in kernels}.values())
+        source = emulator_source(unique)
+        key = hashlib.sha256((HEADER.read_text() + source).encode()).hexdigest()[:20]
+        with self._lock:
+            module = self._modules.get(key)
+            if module is None:
+                module = self._modules[key] = EmulatorModule(self._build(key, source, unique), unique)
+        return module
+
+    def _build(self, key: str, source: str, kernels: Sequence[Kernel]) -> Path:
+        folder = cache_dir() / "cuda-emulator"
+        path = folder / f"{key}.so"
+        if path.exists():
+            return path
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder) as tmp:
+            cpp, lib = Path(tmp) / f"{key}.cpp", Path(tmp) / f"{key}.so"
+            cpp.write_text(source)
+            command = ["g++", "-O2", "-std=c++17", "-fPIC", "-shared", "-fno-strict-aliasing",
+                       "-w", "-o", str(lib), str(cpp)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise _which_failed(kernels, result.stderr)
+            os.replace(lib, path)  # atomic: a concurrent process sees the whole file or none
+        return path
+
+    # --- memory ---
+    def empty(self, shape: tuple, dtype) -> DeviceArray:
+        """Uninitialized device memory (poisoned: 0xFF bytes, NaN for floats)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return DeviceArray(shape, dtype, _Guarded(nbytes), self)
+
+    def to_device(self, array: np.ndarray) -> DeviceArray:
+        """A device copy of a host array (C order)."""
+        array = np.asarray(array)
+        out = self.empty(array.shape, array.dtype)
+        out.handle.data()[:] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+        return out
+
+    def to_host(self, array: DeviceArray) -> np.ndarray:
+        """A host copy of a device array."""
+        return array.handle.data().view(array.dtype).reshape(array.shape).copy()
+
+    # --- launches ---
+    def launch(self, module: EmulatorModule, name: str, grid: tuple, block: tuple, args: Sequence) -> None:
+        """Run kernel `name` on a grid of blocks; DeviceArrays pass as pointers, numbers by value."""
+        params = module.parameters[name]
+        if len(args) != len(params):
+            raise TypeError(f"kernel {name} takes {len(params)} arguments, got {len(args)}")
+        storage, buffers = [], []
+        for (ctype, pname), arg in zip(params, args):
+            if isinstance(arg, DeviceArray):
+                if "*" not in ctype:
+                    raise TypeError(f"kernel {name}: argument {pname} is {ctype}, got a device array")
+                storage.append(ctypes.c_void_p(arg.handle.pointer))
+                buffers.append((pname, arg))
+            else:
+                base = ctype.replace("const ", "").strip()
+                if base not in _CTYPES:
+                    raise TypeError(f"kernel {name}: cannot pass {arg!r} as argument {pname} ({ctype})")
+                storage.append(_CTYPES[base](arg.item() if hasattr(arg, "item") else arg))
+        pointers = (ctypes.c_void_p * max(len(storage), 1))(*[ctypes.addressof(s) for s in storage])
+        grid, block = _dims(grid), _dims(block)
+        status = module.library.emu_launch(*grid, *block, ORDERS[self.order], self.seed,
+                                           module.bodies[name], pointers)
+        if status != 0:
+            message = module.library.emu_last_error().decode()
+            raise EmulatorError(f"kernel {name} failed on the emulator ({self.order} order): {message}\n"
+                                f"{_what(module, name)}")
+        for pname, arg in buffers:
+            damage = arg.handle.damage()
+            if damage is not None:
+                raise EmulatorError(
+                    f"kernel {name} wrote out of bounds of argument {pname} "
+                    f"({arg.dtype.name} buffer of {arg.size} elements): {damage}\n{_what(module, name)}"
+                )
+
+    def synchronize(self) -> None:
+        """Launches are synchronous on the emulator."""
+
+
+def _what(module: EmulatorModule, name: str) -> str:
+    what = module.kernels[name].what
+    return f"(kernel generated for {what})" if what else ""
+
+
+def _dims(value) -> tuple:
+    value = (value,) if isinstance(value, int) else tuple(value)
+    return tuple(int(v) for v in value) + (1,) * (3 - len(value))
+
+
+def _which_failed(kernels: Sequence[Kernel], log: str) -> CudaCompileError:
+    for kernel in kernels:
+        if f"{kernel.name}.cu:" in log:
+            return compile_error("g++", kernel, log)
+    return compile_error("g++", kernels[0] if len(kernels) == 1 else Kernel("module", "", what="the launchers"), log)
+
+
+# --- a real GPU through PyCUDA (imported only here, only when used) --------------------------------
+
+
+class PyCudaDevice:
+    """The same interface over PyCUDA: a memory pool, host<->device copies, modules and launches."""
+
+    name = "gpu"
+    max_grid = 65535
+
+    def __init__(self) -> None:
+        import pycuda.autoinit  # noqa: F401  (creates the context on the first GPU)
+        import pycuda.driver as driver
+        from pycuda.tools import DeviceMemoryPool
+
+        self.driver = driver
+        self.pool = DeviceMemoryPool()
+        self.stream = driver.Stream()
+        self._modules: dict[str, object] = {}
+        major, minor = driver.Context.get_device().compute_capability()
+        self.arch = f"sm_{major}{minor}"
+
+    def compile(self, kernels: Sequence[Kernel]):
+        """A pycuda SourceModule of `kernels` (pycuda keeps the cubins in its disk cache)."""
+        from pycuda.compiler import SourceModule
+
+        unique = list({k.name: k for k in kernels}.values())
+        source = "".join(f"namespace m{k} {{\n{kernel.source}\n}}\n" for k, kernel in enumerate(unique))
+        key = hashlib.sha256(source.encode()).hexdigest()
+        if key not in self._modules:
+            try:
+                module = SourceModule(source, arch=self.arch, no_extern_c=True)
+            except self.driver.CompileError as error:
+                raise _which_failed(unique, str(error)) from None
+            module.kernels = {k.name: k for k in unique}
+            self._modules[key] = module
+        return self._modules[key]
+
+    def empty(self, shape: tuple, dtype) -> DeviceArray:
+        dtype = np.dtype(dtype)
+        nbytes = max(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize, 1)
+        return DeviceArray(shape, dtype, self.pool.allocate(nbytes), self)
+
+    def to_device(self, array: np.ndarray) -> DeviceArray:
+        array = np.ascontiguousarray(array)
+        out = self.empty(array.shape, array.dtype)
+        if array.nbytes:
+            self.driver.memcpy_htod(out.handle, array)
+        return out
+
+    def to_host(self, array: DeviceArray) -> np.ndarray:
+        out = np.empty(array.shape, array.dtype)
+        if out.nbytes:
+            self.driver.memcpy_dtoh(out, array.handle)
+        return out
+
+    def launch(self, module, name: str, grid: tuple, block: tuple, args: Sequence) -> None:
+        function = module.get_function(name)
+        values = [a.handle if isinstance(a, DeviceArray) else a for a in args]
+        function(*values, grid=_dims(grid), block=_dims(block), stream=self.stream)
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()

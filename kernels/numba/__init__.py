@@ -1,0 +1,1 @@
+"""The numba CPU backend (mode numba): lowerings, generated elementwise loops, the disk cache."""

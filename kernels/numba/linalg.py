@@ -1,0 +1,3 @@
+"""stub"""
+LOWERINGS = {}
+NUMPY_STEPS = {}

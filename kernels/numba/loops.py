@@ -1,0 +1,136 @@
+"""Elementwise loop generation: one numba loop nest per fused Composite (or lone Elemwise node).
+
+A kernel's source depends on the scalar body and on its calling pattern: `flat` (every input a
+contiguous array of the output's size, or a single element) or `nd` (inputs broadcast as strided
+views, one loop per axis); per input `v` (read per element) or `s` (one element, read once before
+the loop). Each source holds a serial function and a `prange` one used above PARALLEL_SIZE elements.
+The source is deterministic: arguments x0.., outputs out0.., temporaries t0.., function k_<sha12>.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ...graph.ops.composite import Composite, placeholder
+from ...graph.var import Var
+from .cache import load_source
+from .scalar import render_body
+
+PARALLEL_SIZE = 1 << 16  # below this many elements, threads cost more than they save
+
+_PRELUDE = """import math
+
+import numba
+import numpy as np
+
+from theanine.kernels.numba import special as S
+
+"""
+
+
+def scalar_graph(var: Var) -> tuple[tuple, tuple]:
+    """(placeholders, outputs) of a Composite, or of a lone elementwise node as a one-op body."""
+    if isinstance(var.op, Composite):
+        return var.op.placeholders, var.op.outputs
+    placeholders = tuple(placeholder(k, x.dtype) for k, x in enumerate(var.inputs))
+    return placeholders, (Var(var.op, placeholders),)
+
+
+def kernel_source(placeholders: tuple, outputs: tuple, ndim: int, pattern: str) -> tuple[str, str]:
+    """(module source, kernel name) for one body, rank (0: flat loop) and input pattern."""
+    n_in, n_out = len(placeholders), len(outputs)
+    arguments = [f"a{k}" for k in range(n_in)]
+    lines, results = render_body(placeholders, outputs, arguments)
+    params = ", ".join([f"x{k}" for k in range(n_in)] + [f"out{k}" for k in range(n_out)])
+    if ndim == 0:
+        index, loops = "i", [("i", "out0.shape[0]")]
+    else:
+        index = ", ".join(f"i{d}" for d in range(ndim))
+        loops = [(f"i{d}", f"out0.shape[{d}]") for d in range(ndim)]
+    first = ", ".join(["0"] * max(ndim, 1))
+    hoisted = [f"a{k} = x{k}[{first}]" for k in range(n_in) if pattern[k] == "s"]
+    loaded = [f"a{k} = x{k}[{index}]" for k in range(n_in) if pattern[k] == "v"]
+    stores = [f"out{k}[{index}] = {r}" for k, r in enumerate(results)]
+
+    def function(name: str, parallel: bool) -> str:
+        flags = "cache=True, error_model=\"numpy\"" + (", parallel=True" if parallel else "")
+        text = [f"@numba.njit({flags})", f"def {name}({params}):"]
+        text += [f"    {h}" for h in hoisted]
+        depth = 1
+        for level, (variable, bound) in enumerate(loops):
+            ranged = "numba.prange" if parallel and level == 0 else "range"
+            text.append("    " * depth + f"for {variable} in {ranged}({bound}):")
+            depth += 1
+        text += ["    " * depth + line for line in loaded + lines + stores]
+        return "\n".join(text) + "\n"
+
+    body = function("KERNEL", False) + "\n\n" + function("KERNEL_parallel", True)
+    name = "k_" + hashlib.sha256(body.encode()).hexdigest()[:12]
+    return _PRELUDE + "\n" + body.replace("KERNEL", name), name
+
+
+class ElementwiseRunner:
+    """Runs one fused node: checks and broadcasts shapes in Python, then calls its loop kernel."""
+
+    __slots__ = ("placeholders", "outputs", "dtypes", "kernels", "single")
+
+    def __init__(self, var: Var) -> None:
+        self.placeholders, self.outputs = scalar_graph(var)
+        self.dtypes = [out.dtype for out in self.outputs]
+        self.single = len(self.outputs) == 1
+        self.kernels: dict[tuple, tuple] = {}
+
+    def kernel(self, ndim: int, pattern: str) -> tuple:
+        """(serial, parallel) dispatchers for a rank and pattern, generated and loaded once."""
+        key = (ndim, pattern)
+        found = self.kernels.get(key)
+        if found is None:
+            source, name = kernel_source(self.placeholders, self.outputs, ndim, pattern)
+            module = load_source(source)
+            found = self.kernels[key] = (getattr(module, name), getattr(module, name + "_parallel"))
+        return found
+
+    def __call__(self, *xs: np.ndarray):
+        shape = broadcast_shape(xs)
+        size = 1
+        for d in shape:
+            size *= d
+        outs = [np.empty(shape, dtype) for dtype in self.dtypes]
+        if size:
+            self._fill(xs, shape, size, outs)
+        return outs[0] if self.single else tuple(outs)
+
+    def _fill(self, xs: tuple, shape: tuple, size: int, outs: list) -> None:
+        flat = all(x.size == 1 or (x.shape == shape and x.flags.c_contiguous) for x in xs)
+        pattern = "".join("s" if x.size == 1 and size != 1 else "v" for x in xs)
+        if flat:
+            args = [x.reshape(-1) for x in xs] + [o.reshape(-1) for o in outs]
+            serial, parallel = self.kernel(0, pattern)
+        else:
+            ones = (1,) * len(shape)
+            args = [x.reshape(ones) if p == "s" else np.broadcast_to(x, shape) for x, p in zip(xs, pattern)]
+            args += outs
+            serial, parallel = self.kernel(len(shape), pattern)
+        (parallel if size >= PARALLEL_SIZE else serial)(*args)
+
+
+def broadcast_shape(xs: tuple) -> tuple:
+    """numpy's broadcast shape of equal-rank arrays; raises ValueError naming the shapes."""
+    shape = xs[0].shape
+    for x in xs[1:]:
+        if x.shape != shape:
+            return _broadcast_slow(xs)
+    return shape
+
+
+def _broadcast_slow(xs: tuple) -> tuple:
+    shape = []
+    for axis in range(xs[0].ndim):
+        sizes = {x.shape[axis] for x in xs} - {1}
+        if len(sizes) > 1:
+            shapes = " and ".join(str(x.shape) for x in xs)
+            raise ValueError(f"elementwise: shapes {shapes} cannot be broadcast together (axis {axis})")
+        shape.append(sizes.pop() if sizes else 1)
+    return tuple(shape)

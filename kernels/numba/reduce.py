@@ -1,0 +1,289 @@
+"""Numba lowerings of graph/ops/reduce.py (and MaxAndArgmax): reductions over any axes, cumulatives.
+
+Reduced axes are brought together in Python: when they are the trailing (leading) axes of a
+C-contiguous input, the input is viewed as a (kept, reduced) (or (reduced, kept)) matrix without a
+copy; otherwise it is transposed and copied once. The kernels then reduce rows or columns.
+Float sums accumulate in float64, so float32 results are at least as accurate as numpy's.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ...graph.ops import blas as B
+from ...graph.ops import reduce as R
+from ...graph.ops.reduce import reduced_shape
+
+njit = numba.njit(cache=True, error_model="numpy", nogil=True)
+
+
+@njit
+def sum_rows(x, out, zero):
+    for i in range(x.shape[0]):
+        acc = zero
+        for j in range(x.shape[1]):
+            acc += x[i, j]
+        out[i] = acc
+
+
+@njit
+def sum_cols(x, out, zero):
+    acc = np.full(x.shape[1], zero)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            acc[j] += x[i, j]
+    for j in range(x.shape[1]):
+        out[j] = acc[j]
+
+
+@njit
+def prod_rows(x, out, one):
+    for i in range(x.shape[0]):
+        acc = one
+        for j in range(x.shape[1]):
+            acc *= x[i, j]
+        out[i] = acc
+
+
+@njit
+def prod_cols(x, out, one):
+    acc = np.full(x.shape[1], one)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            acc[j] *= x[i, j]
+    for j in range(x.shape[1]):
+        out[j] = acc[j]
+
+
+@njit
+def extreme_rows(x, out, lowest):
+    """Max per row (min when `lowest`); NaN wins, as in numpy."""
+    for i in range(x.shape[0]):
+        best = x[i, 0]
+        for j in range(1, x.shape[1]):
+            if best != best:
+                break
+            v = x[i, j]
+            if (v < best if lowest else v > best) or v != v:
+                best = v
+        out[i] = best
+
+
+@njit
+def extreme_cols(x, out, lowest):
+    for j in range(x.shape[1]):
+        out[j] = x[0, j]
+    for i in range(1, x.shape[0]):
+        for j in range(x.shape[1]):
+            v = x[i, j]
+            best = out[j]
+            if best == best and ((v < best if lowest else v > best) or v != v):
+                out[j] = v
+
+
+@njit
+def arg_extreme_rows(x, values, index, lowest):
+    """Value and first index of the max (min) of each row; the first NaN wins, as in numpy."""
+    for i in range(x.shape[0]):
+        best = x[i, 0]
+        at = 0
+        for j in range(1, x.shape[1]):
+            if best != best:
+                break
+            v = x[i, j]
+            if (v < best if lowest else v > best) or v != v:
+                best = v
+                at = j
+        values[i] = best
+        index[i] = at
+
+
+@njit
+def truth_rows(x, out, any_):
+    for i in range(x.shape[0]):
+        result = not any_
+        for j in range(x.shape[1]):
+            if (x[i, j] != 0) == any_:
+                result = any_
+                break
+        out[i] = result
+
+
+@njit
+def cumulate_rows(x, out, product, reverse):
+    n = x.shape[1]
+    for i in range(x.shape[0]):
+        acc = out[i, 0] * 0 + (1 if product else 0)
+        for step in range(n):
+            j = n - 1 - step if reverse else step
+            if product:
+                acc *= x[i, j]
+            else:
+                acc += x[i, j]
+            out[i, j] = acc
+
+
+def as_matrix(x: np.ndarray, axes: tuple) -> tuple[np.ndarray, bool]:
+    """(matrix, by_rows): x with the reduced axes as the rows' (or the columns') entries."""
+    ndim = x.ndim
+    kept = [a for a in range(ndim) if a not in axes]
+    size_kept = 1
+    for a in kept:
+        size_kept *= x.shape[a]
+    size_axes = x.size // size_kept if size_kept else _size(x.shape, axes)
+    if x.flags.c_contiguous:
+        if axes == tuple(range(ndim - len(axes), ndim)):
+            return x.reshape(size_kept, size_axes), True
+        if axes == tuple(range(len(axes))):
+            return x.reshape(size_axes, size_kept), False
+    moved = np.ascontiguousarray(np.transpose(x, kept + list(axes)))
+    return moved.reshape(size_kept, size_axes), True
+
+
+def _size(shape: tuple, axes: tuple) -> int:
+    size = 1
+    for a in axes:
+        size *= shape[a]
+    return size
+
+
+def _accumulator(dtype: np.dtype, value: int):
+    """The start value of a sum or product: float64 for floats, else the output dtype."""
+    return np.float64(value) if dtype.kind == "f" else dtype.type(value)
+
+
+def _sum(op, var):
+    dtype = np.dtype(var.dtype)
+    zero = _accumulator(dtype, 0)
+
+    def run(x):
+        shape = reduced_shape(x.shape, op.axis, op.keepdims)
+        out = np.empty(_size(x.shape, tuple(a for a in range(x.ndim) if a not in op.axis)), dtype)
+        matrix, by_rows = as_matrix(x, op.axis)
+        (sum_rows if by_rows else sum_cols)(matrix, out, zero)
+        return out.reshape(shape)
+
+    return run
+
+
+def _prod(op, var):
+    dtype = np.dtype(var.dtype)
+    one = dtype.type(1)
+
+    def run(x):
+        shape = reduced_shape(x.shape, op.axis, op.keepdims)
+        out = np.empty(_size(x.shape, tuple(a for a in range(x.ndim) if a not in op.axis)), dtype)
+        matrix, by_rows = as_matrix(x, op.axis)
+        (prod_rows if by_rows else prod_cols)(matrix.astype(dtype, copy=False), out, one)
+        return out.reshape(shape)
+
+    return run
+
+
+def _extreme(lowest: bool):
+    def lowering(op, var):
+        name = "minimum" if lowest else "maximum"
+
+        def run(x):
+            if _size(x.shape, op.axis) == 0:
+                raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
+            shape = reduced_shape(x.shape, op.axis, op.keepdims)
+            out = np.empty(_size(x.shape, tuple(a for a in range(x.ndim) if a not in op.axis)), x.dtype)
+            matrix, by_rows = as_matrix(x, op.axis)
+            (extreme_rows if by_rows else extreme_cols)(matrix, out, lowest)
+            return out.reshape(shape)
+
+        return run
+
+    return lowering
+
+
+def _rows(x: np.ndarray, axes: tuple, what: str) -> np.ndarray:
+    if _size(x.shape, axes) == 0:
+        raise ValueError(f"attempt to get {what} of an empty sequence")
+    matrix, by_rows = as_matrix(x, axes)
+    if not by_rows:  # leading axes: argmax needs the group contiguous per output element
+        kept = [a for a in range(x.ndim) if a not in axes]
+        matrix = np.ascontiguousarray(np.transpose(x, kept + list(axes))).reshape(matrix.shape[1], -1)
+    return matrix
+
+
+def _argmax(op, var):
+    what = "argmin" if op.minimum else "argmax"
+
+    def run(x):
+        matrix = _rows(x, op.axis, what)
+        values = np.empty(matrix.shape[0], x.dtype)
+        index = np.empty(matrix.shape[0], np.int64)
+        arg_extreme_rows(matrix, values, index, op.minimum)
+        return index.reshape(reduced_shape(x.shape, op.axis, op.keepdims))
+
+    return run
+
+
+def _max_and_argmax(op, var):
+    def run(x):
+        matrix = _rows(x, op.axis, "argmax")
+        values = np.empty(matrix.shape[0], x.dtype)
+        index = np.empty(matrix.shape[0], np.int64)
+        arg_extreme_rows(matrix, values, index, False)
+        shape = reduced_shape(x.shape, op.axis, op.keepdims)
+        return values.reshape(shape), index.reshape(shape)
+
+    return run
+
+
+def _all(op, var):
+    def run(x):
+        shape = reduced_shape(x.shape, op.axis, op.keepdims)
+        matrix = _rows(x, op.axis, "all") if _size(x.shape, op.axis) else None
+        if matrix is None:  # an empty group: all() is True, any() is False
+            return np.full(shape, not op.any)
+        out = np.empty(matrix.shape[0], np.bool_)
+        truth_rows(matrix, out, op.any)
+        return out.reshape(shape)
+
+    return run
+
+
+def _axis_size(op, var):
+    dtype = var.dtype
+
+    def run(x):
+        return np.asarray(_size(x.shape, op.axis), dtype=dtype)
+
+    return run
+
+
+def _cumulative(product: bool):
+    def lowering(op, var):
+        dtype = np.dtype(var.dtype)
+        reverse = bool(getattr(op, "reverse", False))
+
+        def run(x):
+            moved = np.moveaxis(x, op.axis, -1)
+            matrix = np.ascontiguousarray(moved, dtype=dtype).reshape(-1, x.shape[op.axis] if x.ndim else 1)
+            out = np.empty(matrix.shape, dtype)
+            if out.size:
+                cumulate_rows(matrix, out, product, reverse)
+            return np.moveaxis(out.reshape(moved.shape), -1, op.axis)
+
+        return run
+
+    return lowering
+
+
+LOWERINGS = {
+    R.Sum: _sum,
+    R.Prod: _prod,
+    R.Max: _extreme(False),
+    R.Min: _extreme(True),
+    R.Argmax: _argmax,
+    R.All: _all,
+    R.AxisSize: _axis_size,
+    R.CumSum: _cumulative(False),
+    R.CumProd: _cumulative(True),
+    B.MaxAndArgmax: _max_and_argmax,
+}
+NUMPY_STEPS: dict = {}

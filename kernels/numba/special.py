@@ -1,0 +1,195 @@
+"""Scalar helper functions that generated elementwise loops call (numba, inlined into the loop).
+
+Each follows its numpy / scipy.special counterpart: NaN propagates, infinities map as they do there.
+The special functions scipy provides but numba's `math` lacks are computed here in float64:
+erfinv and erfcinv by Newton steps on `math.erf` / `math.erfc` (accurate to a few ulps), erfcx by
+the direct formula below x = 25 and its asymptotic series above, polygamma by the recurrence up to
+x >= 20 and the asymptotic (Bernoulli) series there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+_inline = numba.njit(cache=True, inline="always", error_model="numpy")
+_njit = numba.njit(cache=True, error_model="numpy")
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SQRT_PI = math.sqrt(math.pi)
+_LOG2 = math.log(2.0)
+# Bernoulli numbers B2, B4, ..., B20
+_BERNOULLI = (
+    1.0 / 6, -1.0 / 30, 1.0 / 42, -1.0 / 30, 5.0 / 66, -691.0 / 2730, 7.0 / 6, -3617.0 / 510,
+    43867.0 / 798, -174611.0 / 330,
+)  # fmt: skip
+
+
+@_inline
+def maximum(a, b):
+    """numpy's maximum: NaN when either is NaN."""
+    return a if (a > b or a != a) else b
+
+
+@_inline
+def minimum(a, b):
+    """numpy's minimum: NaN when either is NaN."""
+    return a if (a < b or a != a) else b
+
+
+@_inline
+def logaddexp(x, y):
+    """log(exp(x) + exp(y)) without overflow, as numpy's."""
+    if x == y:
+        return x + _LOG2
+    d = x - y
+    if d > 0:
+        return x + math.log1p(math.exp(-d))
+    if d <= 0:
+        return y + math.log1p(math.exp(d))
+    return d  # NaN
+
+
+@_inline
+def sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow."""
+    e = math.exp(-abs(x))
+    return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
+
+
+@_inline
+def softplus(x):
+    """log(1 + exp(x)) without overflow."""
+    return math.log1p(math.exp(-abs(x))) + maximum(x, 0.0)
+
+
+@_njit
+def erfinv(y):
+    """The inverse of erf on [-1, 1] (float64)."""
+    if y != y or y < -1.0 or y > 1.0:
+        return math.nan
+    if y == 1.0:
+        return math.inf
+    if y == -1.0:
+        return -math.inf
+    if y == 0.0:
+        return y
+    # a rough start (Winitzki), then Newton steps on erf, accurate to a few ulps
+    a = 0.147
+    ln = math.log((1.0 - y) * (1.0 + y))
+    t = 2.0 / (math.pi * a) + ln / 2.0
+    x = math.copysign(math.sqrt(math.sqrt(t * t - ln / a) - t), y)
+    for _ in range(6):
+        err = math.erf(x) - y
+        step = err / (_TWO_OVER_SQRT_PI * math.exp(-x * x))
+        x -= step
+        if abs(step) <= 1e-16 * abs(x):
+            break
+    return x
+
+
+@_njit
+def erfcx(x):
+    """exp(x**2) * erfc(x) (float64)."""
+    if x < 25.0:
+        return math.exp(x * x) * math.erfc(x)
+    if x != x:
+        return x
+    z = 1.0 / (x * x)
+    series = 1.0 - z / 2 * (1.0 - 3 * z / 2 * (1.0 - 5 * z / 2 * (1.0 - 7 * z / 2 * (1.0 - 9 * z / 2))))
+    return series / (x * _SQRT_PI)
+
+
+@_njit
+def erfcinv(y):
+    """The inverse of erfc on [0, 2] (float64)."""
+    if y != y or y < 0.0 or y > 2.0:
+        return math.nan
+    if y == 0.0:
+        return math.inf
+    if y == 2.0:
+        return -math.inf
+    if y > 1.0:
+        return -erfcinv(2.0 - y)
+    if y > 0.1:
+        return erfinv(1.0 - y) if y > 0.9 else _erfc_newton(y, erfinv(1.0 - y))
+    # small y: Newton on log(erfc(x)) = log(erfcx(x)) - x*x, which is smooth and nearly quadratic
+    ly = math.log(y)
+    x = math.sqrt(-ly)
+    for _ in range(30):
+        g = math.log(erfcx(x)) - x * x - ly
+        slope = -_TWO_OVER_SQRT_PI / erfcx(x)
+        step = g / slope
+        x -= step
+        if abs(step) <= 1e-16 * x:
+            break
+    return x
+
+
+@_njit
+def _erfc_newton(y, x):
+    for _ in range(6):
+        err = math.erfc(x) - y
+        step = err / (-_TWO_OVER_SQRT_PI * math.exp(-x * x))
+        x -= step
+        if abs(step) <= 1e-16 * abs(x):
+            break
+    return x
+
+
+@_njit
+def polygamma(n, x):
+    """The n-th derivative of digamma at x (float64), as scipy.special.polygamma."""
+    if x != x:
+        return x
+    if x <= 0.0 and x == np.floor(x):
+        return math.nan if n == 0 else math.inf
+    if n == 0:
+        return _digamma(x)
+    sign = 1.0 if n % 2 == 1 else -1.0  # (-1) ** (n + 1)
+    factorial = math.gamma(n + 1.0)
+    total = 0.0
+    while x < 20.0 + n:  # psi_n(x) = psi_n(x + 1) + (-1)**(n+1) n! / x**(n+1)
+        total += sign * factorial / x ** (n + 1)
+        x += 1.0
+    series = math.gamma(n * 1.0) / x**n + factorial / (2.0 * x ** (n + 1))
+    for k in range(1, 11):
+        term = _BERNOULLI[k - 1] * math.exp(math.lgamma(2.0 * k + n) - math.lgamma(2.0 * k + 1.0))
+        series += term / x ** (2 * k + n)
+    return total + sign * series
+
+
+@_njit
+def _digamma(x):
+    total = 0.0
+    if x < 0.0:  # reflection: psi(1 - x) - psi(x) = pi / tan(pi x)
+        total -= math.pi / math.tan(math.pi * x)
+        x = 1.0 - x
+    while x < 10.0:
+        total -= 1.0 / x
+        x += 1.0
+    z = 1.0 / (x * x)
+    series = 0.0
+    power = z
+    for k in range(1, 11):
+        series += _BERNOULLI[k - 1] / (2 * k) * power
+        power *= z
+    return total + math.log(x) - 0.5 / x - series
+
+
+@_inline
+def sign(x):
+    """numpy's sign: -1, 0 or 1 (NaN for NaN)."""
+    if x > 0:
+        return 1
+    if x < 0:
+        return -1
+    return x  # 0 or NaN keeps its value
+
+
+@_inline
+def round_half_away(x):
+    """x rounded to the nearest integer, ties away from zero."""
+    return math.copysign(np.floor(abs(x) + 0.5), x) if x == x else x
