@@ -4,7 +4,15 @@ import sys as _sys
 
 from . import init, nonlinearities, objectives, random, regularization, updates, utils
 from .base import InputLayer, Layer, MergeLayer
-from .dense import BiasLayer, DenseLayer, ExpressionLayer, NonlinearityLayer, ScaleLayer
+from .dense import (
+    BiasLayer,
+    DenseLayer,
+    ExpressionLayer,
+    NonlinearityLayer,
+    ParametricRectifierLayer,
+    ScaleLayer,
+    prelu,
+)
 from .embedding import EmbeddingLayer
 from .helper import (
     count_params,
@@ -29,11 +37,13 @@ from .shape import (
     ElemwiseMergeLayer,
     ElemwiseSumLayer,
     FlattenLayer,
+    PadLayer,
     ReshapeLayer,
     SliceLayer,
     concat,
     dimshuffle,
     flatten,
+    pad,
     reshape,
 )
 

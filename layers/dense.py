@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..graph import nnet
 from ..graph import tensor as T
 from ..graph.var import Var
 from . import init, nonlinearities
 from .base import Layer
 
-__all__ = ["DenseLayer", "NonlinearityLayer", "BiasLayer", "ScaleLayer", "ExpressionLayer"]
+__all__ = [
+    "DenseLayer", "NonlinearityLayer", "BiasLayer", "ScaleLayer", "ExpressionLayer",
+    "ParametricRectifierLayer", "prelu",
+]
 
 
 class DenseLayer(Layer):
@@ -83,6 +87,8 @@ class NonlinearityLayer(Layer):
 
 
 def _auto_shared_axes(shared_axes, ndim: int) -> tuple:
+    if shared_axes == "all":
+        return tuple(range(ndim))
     if shared_axes == "auto":
         # one value per channel (axis 1), shared over the batch and any spatial axes
         return (0,) + tuple(range(2, ndim))
@@ -178,3 +184,31 @@ class ExpressionLayer(Layer):
     def get_output_for(self, input: Var, **kwargs) -> Var:  # noqa: A002
         """function(input)."""
         return self.function(input)
+
+
+class ParametricRectifierLayer(Layer):
+    """PReLU: max(x, 0) + alpha * min(x, 0) with learned slopes `alpha`, shared over `shared_axes`
+    ('auto': all axes but the second; 'all': one slope).
+
+    >>> from theanine.layers import InputLayer, ParametricRectifierLayer
+    >>> ParametricRectifierLayer(InputLayer((None, 3, 5))).alpha.get_value()
+    array([0.25, 0.25, 0.25], dtype=float32)
+    """
+
+    def __init__(self, incoming, alpha=init.Constant(0.25), shared_axes="auto", **kwargs) -> None:
+        super().__init__(incoming, **kwargs)
+        self.shared_axes = _auto_shared_axes(shared_axes, len(self.input_shape))
+        shape = _per_axis_shape(self, "alpha")
+        self.alpha = self.add_param(alpha, shape, name="alpha", regularizable=False)
+
+    def get_output_for(self, input: Var, **kwargs) -> Var:  # noqa: A002
+        """relu(input, alpha) with alpha broadcast over the shared axes."""
+        alpha = self.alpha.dimshuffle(*_broadcast_pattern(self, input.ndim))
+        return nnet.relu(input, alpha)
+
+
+def prelu(layer: Layer, **kwargs) -> ParametricRectifierLayer:
+    """A ParametricRectifierLayer on top of `layer`, whose own nonlinearity becomes the identity."""
+    if getattr(layer, "nonlinearity", None) is not None:
+        layer.nonlinearity = nonlinearities.identity
+    return ParametricRectifierLayer(layer, **kwargs)

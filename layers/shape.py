@@ -12,7 +12,8 @@ from .base import Layer, MergeLayer
 
 __all__ = [
     "ReshapeLayer", "reshape", "FlattenLayer", "flatten", "DimshuffleLayer", "dimshuffle",
-    "SliceLayer", "ConcatLayer", "concat", "ElemwiseMergeLayer", "ElemwiseSumLayer",
+    "SliceLayer", "PadLayer", "pad", "ConcatLayer", "concat", "ElemwiseMergeLayer",
+    "ElemwiseSumLayer",
 ]
 
 
@@ -210,6 +211,62 @@ class SliceLayer(Layer):
         """input[..., indices, ...] along axis."""
         axis = self.axis % input.ndim
         return input[(slice(None),) * axis + (self.slice,)]
+
+
+def _pad_widths(width, naxes: int) -> list[tuple[int, int]]:
+    """(before, after) for each padded axis from an int, a list of ints, or a list of pairs."""
+    if isinstance(width, (int, np.integer)):
+        return [(int(width), int(width))] * naxes
+    widths = [(int(w), int(w)) if isinstance(w, (int, np.integer)) else tuple(w) for w in width]
+    if len(widths) > naxes or any(len(w) != 2 or min(w) < 0 for w in widths):
+        raise ValueError(
+            f"PadLayer: width must be an int, or up to {naxes} ints or (before, after) pairs of "
+            f"non-negative ints, got {width!r}"
+        )
+    return widths
+
+
+class PadLayer(Layer):
+    """Pads the axes after the first `batch_ndim` with `val`; `width` is an int (both sides of every
+    axis), or one int or (before, after) pair per axis.
+
+    >>> from theanine.layers import InputLayer, PadLayer
+    >>> PadLayer(InputLayer((None, 3, 5, 6)), width=[(1, 2), 3]).output_shape
+    (None, 3, 8, 12)
+    """
+
+    def __init__(self, incoming, width, val=0, batch_ndim: int = 2, **kwargs) -> None:
+        super().__init__(incoming, **kwargs)
+        self.val, self.batch_ndim = val, batch_ndim
+        self.widths = _pad_widths(width, len(self.input_shape) - batch_ndim)
+        self.width = width
+
+    def get_output_shape_for(self, input_shape: tuple) -> tuple:
+        """Each padded size grows by before + after (unknown stays None)."""
+        shape = list(input_shape)
+        for k, (before, after) in enumerate(self.widths):
+            axis = self.batch_ndim + k
+            if shape[axis] is not None:
+                shape[axis] += before + after
+        return tuple(shape)
+
+    def get_output_for(self, input: Var, **kwargs) -> Var:  # noqa: A002
+        """A `val`-filled tensor of the padded shape with the input written in the middle."""
+        sizes, region = [], []
+        for axis in range(input.ndim):
+            k = axis - self.batch_ndim
+            before, after = self.widths[k] if 0 <= k < len(self.widths) else (0, 0)
+            if before + after:
+                sizes.append(input.shape[axis] + (before + after))
+                region.append(slice(before, before + input.shape[axis]))
+            else:
+                sizes.append(input.shape[axis])
+                region.append(slice(None))
+        filled = T.alloc(np.asarray(self.val, dtype=input.dtype), *sizes)
+        return T.set_subtensor(filled[tuple(region)], input)
+
+
+pad = PadLayer
 
 
 def _merge_sizes(sizes: list, what: str, shapes: list):

@@ -441,10 +441,14 @@ def test_outputs_never_alias_inputs_shared_or_each_other():
 
 
 # -- modes, attributes ----------------------------------------------------------------------------
-def test_modes():
+def test_modes(monkeypatch):
+    from theanine.kernels import backends
+
     x = T.vector("x")
     for mode in (None, "py", "FAST_RUN", "FAST_COMPILE", "DebugMode"):
         assert function([x], x + 1, mode=mode)(vec(1)).tolist() == [2]
+    monkeypatch.setitem(backends._TABLE, "numba", "theanine.kernels.not_built_yet:BACKEND")
+    monkeypatch.setattr(backends, "_loaded", {})
     with pytest.raises(
         NotImplementedError, match=r"mode='numba': the numba backend is not available yet"
     ):

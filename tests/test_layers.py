@@ -14,8 +14,8 @@ import theanine.tensor as T
 from theanine.layers import (
     BiasLayer, ConcatLayer, DenseLayer, DimshuffleLayer, DropoutLayer, ElemwiseMergeLayer,
     ElemwiseSumLayer, EmbeddingLayer, ExpressionLayer, FlattenLayer, GaussianNoiseLayer, InputLayer,
-    NonlinearityLayer, ReshapeLayer, ScaleLayer, SliceLayer, get_all_layers, get_all_param_values,
-    get_all_params, get_output, get_output_shape, set_all_param_values,
+    NonlinearityLayer, PadLayer, ReshapeLayer, ScaleLayer, SliceLayer, get_all_layers,
+    get_all_param_values, get_all_params, get_output, get_output_shape, set_all_param_values,
 )
 from theanine.layers import init, nonlinearities
 
@@ -440,7 +440,8 @@ class DoubleScale(lasagne.layers.Layer):
 
     def __init__(self, incoming, **kwargs):
         super().__init__(incoming, **kwargs)
-        self.scale = self.add_param(init.Constant(2.0), (self.input_shape[1],), name="scale", tag=True)
+        shape = (self.input_shape[1],)
+        self.scale = self.add_param(init.Constant(2.0), shape, name="scale", tag=True)
 
     def get_output_for(self, input, **kwargs):
         return input * self.scale
@@ -489,3 +490,34 @@ def test_lasagne_import_paths():
     assert lasagne.layers.get_output is get_output
     assert theanine.layers.updates.adam is lasagne.updates.adam
     assert lasagne.utils.floatX([1, 2]).dtype == theanine.config.floatX
+
+
+def test_pad_layer():
+    l_in = InputLayer((None, 3, 4, 5))
+    layer = PadLayer(l_in, width=[(1, 2), 3], val=-1.0)
+    assert layer.output_shape == (None, 3, 7, 11)
+    x = f32(2, 3, 4, 5)
+    expected = np.pad(x, [(0, 0), (0, 0), (1, 2), (3, 3)], constant_values=-1.0)
+    out = value_of(layer, x)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    both = PadLayer(InputLayer((None, 4, 5)), width=2, batch_ndim=1)
+    assert both.output_shape == (None, 8, 9)
+    x = f32(2, 4, 5)
+    np.testing.assert_array_equal(value_of(both, x), np.pad(x, [(0, 0), (2, 2), (2, 2)]))
+    with pytest.raises(ValueError, match="up to 2 ints or .* got \\[1, 2, 3\\]"):
+        PadLayer(l_in, width=[1, 2, 3])
+
+
+def test_parametric_rectifier_layer():
+    l_hid = DenseLayer(InputLayer((None, 4)), 3)
+    layer = lasagne.layers.prelu(l_hid)
+    assert l_hid.nonlinearity is nonlinearities.identity
+    assert layer.alpha.get_value().shape == (3,) and layer.params[layer.alpha] == {"trainable"}
+    layer.alpha.set_value(np.array([0.1, 0.2, 0.3], dtype="float32"))
+    x = f32(5, 3)
+    alone = lasagne.layers.ParametricRectifierLayer(InputLayer((None, 3)), alpha=layer.alpha)
+    expected = np.where(x > 0, x, x * np.array([0.1, 0.2, 0.3], dtype="float32"))
+    np.testing.assert_allclose(value_of(alone, x), expected, rtol=1e-6)
+    one = lasagne.layers.ParametricRectifierLayer(InputLayer((None, 3, 2)), shared_axes="all")
+    assert one.alpha.get_value().shape == ()

@@ -1,3 +1,184 @@
-"""stub"""
-LOWERINGS = {}
-NUMPY_STEPS = {}
+"""Numba lowerings of graph/ops/linalg.py and graph/ops/blas.py: products through BLAS.
+
+Float and complex products call `np.dot` inside numba (scipy's BLAS: GEMM, GEMV); integer and bool
+products, which BLAS lacks, run a plain triple loop. Batched products loop over the batch in numba.
+Shapes are checked in Python first, with numpy's messages.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from ...graph.ops import blas as B
+from ...graph.ops import linalg as L
+from ...graph.type import upcast
+
+njit = numba.njit(cache=True, error_model="numpy", nogil=True)
+
+
+@njit
+def blas_dot(a, b):
+    return np.dot(a, b)
+
+
+@njit
+def loop_matmul(a, b, out):
+    """out = a @ b for 2-d arrays of any numeric dtype (no BLAS)."""
+    for i in range(a.shape[0]):
+        for j in range(b.shape[1]):
+            out[i, j] = 0
+        for k in range(a.shape[1]):
+            aik = a[i, k]
+            for j in range(b.shape[1]):
+                out[i, j] += aik * b[k, j]
+
+
+@njit
+def blas_batched(a, b, out):
+    for i in range(a.shape[0]):
+        out[i] = np.dot(a[i], b[i])
+
+
+@njit
+def loop_batched(a, b, out):
+    for i in range(a.shape[0]):
+        loop_matmul(a[i], b[i], out[i])
+
+
+@njit
+def gemm_update(z, alpha, product, beta, out):
+    """out = alpha * product + beta * z, z broadcast to the product's shape (2-d)."""
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = alpha * product[i, j] + beta * z[i, j]
+
+
+@njit
+def ger_update(a, alpha, x, y, out):
+    for i in range(out.shape[0]):
+        ax = alpha * x[i]
+        for j in range(out.shape[1]):
+            out[i, j] = a[i, j] + ax * y[j]
+
+
+def _blas(dtype: np.dtype) -> bool:
+    return dtype.kind in "fc" and dtype.itemsize >= 4 and dtype != np.float16
+
+
+def matrix_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """a @ b for 1-d or 2-d operands, in `dtype` (inputs converted first)."""
+    a = np.asarray(a, dtype)
+    b = np.asarray(b, dtype)
+    if _blas(dtype):
+        return blas_dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
+    a2 = a.reshape(1, -1) if a.ndim == 1 else a
+    b2 = b.reshape(-1, 1) if b.ndim == 1 else b
+    out = np.empty((a2.shape[0], b2.shape[1]), dtype)
+    loop_matmul(a2, b2, out)
+    return out.reshape(a.shape[:-1] + b.shape[1:])
+
+
+def batched_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """a[i] @ b[i] for 3-d stacks of equal batch size."""
+    a = np.ascontiguousarray(a, dtype)
+    b = np.ascontiguousarray(b, dtype)
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype)
+    (blas_batched if _blas(dtype) else loop_batched)(a, b, out)
+    return out
+
+
+def _dot(op, var):
+    dtype = np.dtype(var.dtype)
+
+    def run(a, b):
+        if a.shape[-1] != b.shape[0]:
+            raise ValueError(
+                f"dot: inner dimensions differ: {a.shape} . {b.shape} ({a.shape[-1]} != {b.shape[0]})"
+            )
+        if a.ndim == 1 and b.ndim == 1:
+            return np.asarray(matrix_product(a.reshape(1, -1), b.reshape(-1, 1), dtype)[0, 0])
+        return matrix_product(a, b, dtype)
+
+    return run
+
+
+def _matmul(op, var):
+    dtype = np.dtype(var.dtype)
+
+    def run(a, b):
+        if a.shape[-1] != b.shape[-2]:
+            raise ValueError(
+                f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({a.shape[-1]} != {b.shape[-2]})"
+            )
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        x = np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
+        y = np.broadcast_to(b, batch + b.shape[-2:]).reshape((-1,) + b.shape[-2:])
+        return batched_product(x, y, dtype).reshape(batch + (a.shape[-2], b.shape[-1]))
+
+    return run
+
+
+def _tensordot(op, var):
+    dtype = np.dtype(var.dtype)
+    what = "batched_tensordot" if op.batch else "tensordot"
+
+    def run(a, b):
+        if a.shape[: op.batch] != b.shape[: op.batch]:
+            raise ValueError(f"{what}: batch sizes differ: {a.shape} and {b.shape}")
+        summed_a = tuple(a.shape[i] for i in op.axes_a)
+        summed_b = tuple(b.shape[i] for i in op.axes_b)
+        if summed_a != summed_b:
+            raise ValueError(
+                f"{what}: summed dimensions differ: {summed_a} of {a.shape} vs {summed_b} of {b.shape}"
+            )
+        lead = tuple(range(op.batch))
+        free_a, free_b = op.free_axes(a.ndim, op.axes_a), op.free_axes(b.ndim, op.axes_b)
+        batch_shape = a.shape[: op.batch]
+        shape_a = tuple(a.shape[i] for i in free_a)
+        shape_b = tuple(b.shape[i] for i in free_b)
+        k = int(np.prod(summed_a))
+        m, n = int(np.prod(shape_a)), int(np.prod(shape_b))
+        x = np.transpose(a, lead + free_a + op.axes_a).reshape(-1, m, k)
+        y = np.transpose(b, lead + op.axes_b + free_b).reshape(-1, k, n)
+        return batched_product(x, y, dtype).reshape(batch_shape + shape_a + shape_b)
+
+    return run
+
+
+def _gemm(op, var):
+    dtype = np.dtype(var.dtype)
+
+    def run(z, alpha, x, y, beta):
+        if x.shape[-1] != y.shape[0]:
+            raise ValueError(f"gemm: inner dimensions differ: {x.shape} . {y.shape}")
+        product = matrix_product(x, y, dtype)
+        product2 = product.reshape(product.shape[0], -1)
+        if z.ndim != product.ndim or any(d not in (1, p) for d, p in zip(z.shape, product.shape)):
+            raise ValueError(f"gemm: z of shape {z.shape} does not broadcast to the product's {product.shape}")
+        z2 = np.broadcast_to(np.asarray(z, dtype), product.shape).reshape(product2.shape)
+        out = np.empty(product2.shape, dtype)
+        gemm_update(z2, dtype.type(alpha), product2, dtype.type(beta), out)
+        return out.reshape(product.shape)
+
+    return run
+
+
+def _ger(op, var):
+    dtype = np.dtype(var.dtype)
+
+    def run(a, alpha, x, y):
+        shape = (x.shape[0], y.shape[0])
+        if any(d not in (1, s) for d, s in zip(a.shape, shape)):
+            raise ValueError(f"ger: a of shape {a.shape} does not match outer({x.shape}, {y.shape})")
+        out = np.empty(shape, dtype)
+        a2 = np.broadcast_to(np.asarray(a, dtype), shape)
+        ger_update(a2, dtype.type(alpha), np.asarray(x, dtype), np.asarray(y, dtype), out)
+        return out
+
+    return run
+
+
+LOWERINGS = {L.Dot: _dot, L.MatMul: _matmul, L.TensorDot: _tensordot, B.Gemm: _gemm, B.Ger: _ger}
+NUMPY_STEPS: dict = {}
+_ = upcast
