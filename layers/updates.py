@@ -47,6 +47,7 @@ def _zeros_like(param: SharedVariable) -> SharedVariable:
 
 def sgd(loss_or_grads, params, learning_rate) -> OrderedDict:
     """param <- param - learning_rate * grad."""
+    params = list(params)  # may be a generator: it is walked twice
     grads = get_or_compute_grads(loss_or_grads, params)
     return OrderedDict((p, p - learning_rate * g) for p, g in zip(params, grads))
 
@@ -90,6 +91,7 @@ def adagrad(
     loss_or_grads, params, learning_rate: float = 1.0, epsilon: float = 1e-6
 ) -> OrderedDict:
     """Adagrad: a <- a + g^2; param <- param - lr * g / sqrt(a + epsilon)."""
+    params = list(params)  # may be a generator: it is walked twice
     grads = get_or_compute_grads(loss_or_grads, params)
     updates = OrderedDict()
     for param, g in zip(params, grads):
@@ -103,6 +105,7 @@ def adagrad(
 def rmsprop(loss_or_grads, params, learning_rate: float = 1.0, rho: float = 0.9,
             epsilon: float = 1e-6) -> OrderedDict:
     """RMSProp: a <- rho * a + (1 - rho) * g^2; param <- param - lr * g / sqrt(a + epsilon)."""
+    params = list(params)  # may be a generator: it is walked twice
     grads = get_or_compute_grads(loss_or_grads, params)
     updates = OrderedDict()
     for param, g in zip(params, grads):
@@ -116,6 +119,7 @@ def rmsprop(loss_or_grads, params, learning_rate: float = 1.0, rho: float = 0.9,
 def adadelta(loss_or_grads, params, learning_rate: float = 1.0, rho: float = 0.95,
              epsilon: float = 1e-6) -> OrderedDict:
     """Adadelta: step = g * sqrt(d + eps) / sqrt(a + eps), a and d running means of g^2, step^2."""
+    params = list(params)  # may be a generator: it is walked twice
     grads = get_or_compute_grads(loss_or_grads, params)
     updates = OrderedDict()
     for param, g in zip(params, grads):
@@ -139,6 +143,7 @@ def adam(
     epsilon: float = 1e-8,
 ) -> OrderedDict:
     """Adam, with both bias corrections folded into the step size (Kingma & Ba, section 2)."""
+    params = list(params)  # may be a generator: it is walked twice
     grads = get_or_compute_grads(loss_or_grads, params)
     t_prev, t = _timestep()
     updates = OrderedDict()
@@ -158,6 +163,7 @@ def adamax(
     epsilon: float = 1e-8,
 ) -> OrderedDict:
     """Adamax: Adam with the infinity norm, u <- max(beta2 * u, |g|)."""
+    params = list(params)  # may be a generator: it is walked twice
     grads = get_or_compute_grads(loss_or_grads, params)
     t_prev, t = _timestep()
     updates = OrderedDict()
@@ -177,6 +183,7 @@ def amsgrad(
     epsilon: float = 1e-8,
 ) -> OrderedDict:
     """AMSGrad: Adam dividing by the running maximum of the second-moment estimate."""
+    params = list(params)  # may be a generator: it is walked twice
     grads = get_or_compute_grads(loss_or_grads, params)
     t_prev, t = _timestep()
     updates = OrderedDict()

@@ -521,3 +521,32 @@ def test_parametric_rectifier_layer():
     np.testing.assert_allclose(value_of(alone, x), expected, rtol=1e-6)
     one = lasagne.layers.ParametricRectifierLayer(InputLayer((None, 3, 2)), shared_axes="all")
     assert one.alpha.get_value().shape == ()
+
+
+def test_dropout_variants_share_the_right_axes():
+    l_in = InputLayer((None, 3, 4, 5))
+    assert lasagne.layers.dropout_channels(l_in, p=0.1).shared_axes == (2, 3)
+    assert lasagne.layers.spatial_dropout(l_in).shared_axes == (2, 3)
+    assert lasagne.layers.dropout_locations(l_in).shared_axes == (1,)
+    assert lasagne.layers.dropout(l_in, p=0.3).p == 0.3
+
+
+def test_c01b_initializers():
+    shape = (30, 5, 5, 40)  # channels, rows, columns, filters
+    std = np.sqrt(2 / ((30 + 40) * 25))
+    assert abs(init.GlorotUniform(c01b=True)(shape).std() - std) < 0.05 * std
+    std = np.sqrt(1 / (30 * 25))
+    assert abs(init.HeNormal(c01b=True)(shape).std() - std) < 0.05 * std
+    with pytest.raises(RuntimeError, match="c01b=True, Glorot needs a 4-d shape, got \\(3, 4\\)"):
+        init.GlorotUniform(c01b=True)((3, 4))
+
+
+def test_reshape_layer_with_a_symbolic_size():
+    x = T.tensor3("x")
+    l_in = InputLayer((None, 6, 4), input_var=x)
+    layer = ReshapeLayer(l_in, (x.shape[0] * 2, -1))
+    assert layer.output_shape == (None, None)
+    value = f32(3, 6, 4)
+    np.testing.assert_array_equal(value_of(layer, value), value.reshape(6, 12))
+    with pytest.raises(ValueError, match="symbolic size must be an integer scalar"):
+        ReshapeLayer(l_in, (T.matrix("m"), -1))

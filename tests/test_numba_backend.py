@@ -1,0 +1,418 @@
+"""Mode 'numba' against mode 'py': every op, fused graphs, random elementwise graphs, run-time errors."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import theanine
+import theanine.tensor as T
+from theanine.compiler.fuse import fuse_elementwise
+from theanine.graph.evaluate import evaluate
+from theanine.graph.ops.composite import Composite
+from theanine.graph.type import TensorType
+from theanine.graph.var import Op, input_var
+
+numba = pytest.importorskip("numba")
+from theanine.kernels.numba import backend as NB  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def sample(shape, dtype, low=-2.0, high=2.0):
+    """Random values of a dtype: floats in [low, high), ints in [-3, 4), bools."""
+    if dtype == "bool":
+        return RNG.random(shape) < 0.5
+    if np.dtype(dtype).kind in "iu":
+        lo = 0 if np.dtype(dtype).kind == "u" else -3
+        return RNG.integers(lo, 4, size=shape).astype(dtype)
+    return RNG.uniform(low, high, size=shape).astype(dtype)
+
+
+def compare(build, arrays, fuse=True, rtol=None, types=None):
+    """Compile build(*inputs) in mode numba (fused) and check values and dtypes against perform."""
+    types = types or [TensorType(a.dtype, a.shape) for a in arrays]
+    inputs = [input_var(t, f"x{k}") for k, t in enumerate(types)]
+    outputs = build(*inputs)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    expected = evaluate(outputs, dict(zip(inputs, arrays)))
+    lowered = fuse_elementwise(outputs, NB.BACKEND.supported) if fuse else outputs
+    got = NB.BACKEND.compile(inputs, lowered).run(list(arrays))
+    for g, e, out in zip(got, expected, outputs):
+        assert g.dtype == e.dtype == np.dtype(out.dtype), (g.dtype, e.dtype, out.dtype)
+        assert g.shape == e.shape
+        tol = rtol if rtol is not None else (2e-5 if g.dtype == np.float32 else 1e-11)
+        if g.dtype.kind in "fc":
+            np.testing.assert_allclose(g, e, rtol=tol, atol=tol, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(g, e)
+    return got
+
+
+# --- coverage: every op class has a lowering, a numpy step with a reason, or is UNSUPPORTED ---------
+
+
+def op_classes():
+    import theanine.graph.ops as ops
+
+    found = set()
+    for info in pkgutil.iter_modules(ops.__path__):
+        module = importlib.import_module(f"theanine.graph.ops.{info.name}")
+        for value in vars(module).values():
+            if inspect.isclass(value) and issubclass(value, Op) and value.__module__ == module.__name__:
+                found.add(value)
+    return found
+
+
+def test_every_op_class_has_a_lowering_or_a_stated_reason():
+    missing = [c.__name__ for c in op_classes() if c not in NB.LOWERINGS and c not in NB.UNSUPPORTED]
+    assert not missing, f"ops with no numba lowering: {missing}"
+    for cls, reason in {**NB.NUMPY_STEPS, **NB.UNSUPPORTED}.items():
+        assert isinstance(reason, str) and len(reason) > 10, cls
+    # elementwise ops are all rendered as generated loops, never numpy steps
+    from theanine.graph.ops.elemwise import Elemwise
+
+    assert not [c for c in NB.NUMPY_STEPS if issubclass(c, Elemwise)]
+
+
+def test_an_op_without_a_lowering_raises_naming_it():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Mystery(Op):
+        def infer_type(self, x):
+            return x
+
+    x = T.dvector("x")
+    with pytest.raises(NotImplementedError, match="cannot compile Mystery"):
+        NB.BACKEND.compile([x], [Mystery()(x)])
+
+
+# --- elementwise ops, alone: one table of cases -----------------------------------------------------
+
+UNARY_FLOAT = [
+    "abs_", "sgn", "sqr", "sqrt", "reciprocal", "exp", "exp2", "expm1", "log", "log2", "log10",
+    "log1p", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh",
+    "arccosh", "arctanh", "deg2rad", "rad2deg", "floor", "ceil", "trunc", "round_", "erf", "erfc",
+    "erfinv", "erfcinv", "erfcx", "gamma", "gammaln", "psi", "tri_gamma", "real", "imag", "conj",
+    "angle", "neg", "isnan", "isinf", "invert_float_skip",
+]  # fmt: skip
+UNARY_FLOAT = [name for name in UNARY_FLOAT if not name.endswith("_skip")]
+DOMAIN = {"arccosh": (1.0, 4.0), "arcsin": (-1, 1), "arccos": (-1, 1), "arctanh": (-0.99, 0.99),
+          "erfinv": (-1, 1), "erfcinv": (0, 2), "log": (0.01, 5), "log2": (0.01, 5),
+          "log10": (0.01, 5), "sqrt": (0, 5), "gamma": (0.1, 5), "gammaln": (0.1, 5),
+          "psi": (-3.5, 6), "tri_gamma": (-3.5, 6), "log1p": (-0.9, 3)}  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", UNARY_FLOAT)
+def test_unary_elementwise_matches_py(name, dtype):
+    low, high = DOMAIN.get(name, (-3.0, 3.0))
+    x = sample((2, 3, 4), dtype, low, high)
+    compare(getattr(T, name), [x], rtol=1e-5 if dtype == "float32" else 1e-9)
+
+
+NNET_UNARY = ["sigmoid", "softplus", "relu", "elu", "selu", "softsign", "hard_sigmoid"]
+
+
+@pytest.mark.parametrize("name", NNET_UNARY)
+def test_nnet_elementwise_matches_py(name):
+    x = sample((3, 5), "float64", -6, 6)
+    x[0, 0] = 0.0
+    compare(getattr(T.nnet, name), [x])
+    compare(lambda v: T.nnet.relu(v, 0.1) + T.nnet.elu(v, 0.5), [x.astype("float32")])
+
+
+BINARY = ["add", "sub", "mul", "true_div", "int_div", "mod", "pow_", "maximum", "minimum", "eq",
+          "neq", "lt", "le", "gt", "ge", "logaddexp", "arctan2"]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float64", "int64"), ("int32", "int8"), ("int64", "int64")])
+@pytest.mark.parametrize("name", BINARY)
+def test_binary_elementwise_matches_py_with_broadcasting(name, dtypes):
+    a = sample((2, 3, 4), dtypes[0])
+    b = sample((1, 3, 1), dtypes[1])
+    if name in ("int_div", "mod", "true_div") and b.dtype.kind in "iu":
+        b[b == 0] = 2
+    if name == "pow_":
+        a = np.abs(a) + (1 if a.dtype.kind in "iu" else 0.5)
+        b = np.abs(b)
+    compare(getattr(T, name), [a, b])
+
+
+@pytest.mark.parametrize("name", ["and_", "or_", "xor"])
+def test_bitwise_matches_py(name):
+    compare(getattr(T, name), [sample((4, 3), "int32"), sample((4, 3), "int32")])
+    compare(getattr(T, name), [sample((4, 3), "bool"), sample((1, 3), "bool")])
+    compare(T.invert, [sample((5,), "bool")])
+    compare(T.invert, [sample((5,), "int16")])
+
+
+def test_switch_clip_cast_second_and_gradient_identities_match_py():
+    c, a, b = sample((3, 4), "bool"), sample((3, 4), "float32"), sample((1, 4), "float64")
+    compare(T.switch, [c, a, b])
+    compare(lambda x: T.clip(x, -0.5, 0.7), [a])
+    compare(lambda x: T.cast(x, "int32") + T.cast(x > 0, "int8"), [a])
+    compare(lambda x: T.cast(x, "bool"), [np.array([0.0, -0.0, 2.5, np.nan], "float32")])
+    compare(lambda x, y: T.fill(x, y), [a, b])
+    compare(lambda x: T.zero_grad(x) + T.disconnected_grad(x) * T.grad_clip(x, -1, 1), [a])
+    compare(lambda x: T.round_(x, "half_away_from_zero") + T.round_(x), [np.array([0.5, 1.5, -2.5, 2.4], "float64")])
+
+
+def test_special_values_propagate_like_numpy():
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310, -3.0, 2.0], "float64")
+    for name in ["exp", "log", "sqrt", "tanh", "sgn", "abs_", "floor", "isnan", "isinf", "expm1"]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compare(getattr(T, name), [x])
+    compare(lambda a, b: T.maximum(a, b) + T.minimum(a, b), [x, x[::-1].copy()])
+
+
+# --- fused graphs ------------------------------------------------------------------------------------
+
+
+def test_fused_chain_is_one_kernel_and_matches_py():
+    x, w, y = (sample((5, 6), "float32") for _ in range(3))
+    b = sample((1, 6), "float32")
+
+    def chain(x, w, b, y):
+        return T.tanh(x * w + b) * T.nnet.sigmoid(y) + 0.5 * x**2
+
+    got = compare(chain, [x, w, b, y])
+    assert got[0].dtype == np.float32
+    inputs = [input_var(TensorType("float32", a.shape)) for a in (x, w, b, y)]
+    fused = fuse_elementwise([chain(*inputs)], NB.BACKEND.supported)
+    plan = NB.BACKEND.compile(inputs, fused)
+    assert [type(v.op) for v in plan.nodes()] == [Composite]
+
+
+def test_multi_output_composite_and_projections():
+    x, y = sample((4, 3), "float64"), sample((4, 3), "float64")
+    compare(lambda a, b: [T.exp(a) * b + 1, T.sin(a) - b * 2, T.cos(a + b)], [x, y])
+
+
+def test_non_contiguous_and_broadcast_inputs_use_the_strided_loop():
+    x = sample((6, 5), "float64")
+    types = [TensorType("float64", (5, 6)), TensorType("float64", (None, 1))]
+    compare(lambda a, b: T.exp(a) + b, [x.T, sample((5, 1), "float64")], types=types)
+    compare(lambda a: a * 2 + 1, [np.asarray(7.0)])  # 0-d
+    compare(lambda a: a * 2 + 1, [np.zeros((0, 3))])  # empty
+
+
+def test_large_input_takes_the_parallel_loop():
+    x = sample((1 << 17,), "float32")
+    compare(lambda a: T.tanh(a) * 2 + a, [x])
+
+
+def test_through_theanine_function_in_mode_numba():
+    x, y = T.fmatrix("x"), T.fvector("y")
+    f = theanine.function([x, y], [T.nnet.softmax(T.dot(x, T.ones((4, 3))) + y).sum(axis=0), (x * 2).max()], mode="numba")
+    g = theanine.function([x, y], [T.nnet.softmax(T.dot(x, T.ones((4, 3))) + y).sum(axis=0), (x * 2).max()], mode="py")
+    a, b = sample((5, 4), "float32"), sample((3,), "float32")
+    for got, want in zip(f(a, b), g(a, b)):
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+# --- hypothesis: random elementwise graphs and broadcasting patterns ------------------------------------
+
+_UNARY_SAFE = ["exp", "tanh", "sin", "neg", "abs_", "sqr", "expm1", "arctan", "floor"]
+_BINARY_SAFE = ["add", "sub", "mul", "maximum", "minimum"]
+
+
+@st.composite
+def elementwise_graphs(draw):
+    dtype = draw(st.sampled_from(["float32", "float64"]))
+    n_inputs = draw(st.integers(1, 3))
+    full = (2, 3, 4)
+    shapes = [tuple(d if draw(st.booleans()) else 1 for d in full) for _ in range(n_inputs)]
+    ops = draw(st.lists(st.tuples(st.sampled_from(_UNARY_SAFE + _BINARY_SAFE), st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=6))
+    return dtype, shapes, ops
+
+
+@settings(max_examples=25, deadline=None)
+@given(elementwise_graphs())
+def test_random_elementwise_graphs_match_py(case):
+    dtype, shapes, ops = case
+    arrays = [sample(s, dtype, -1, 1) for s in shapes]
+
+    def build(*xs):
+        values = list(xs)
+        for name, i, j in ops:
+            f = getattr(T, name)
+            a = values[i % len(values)]
+            if name in _BINARY_SAFE:
+                values.append(f(a, values[j % len(values)]))
+            else:
+                values.append(f(T.tanh(a)))  # bounded arguments keep exp finite
+        return values[-1] + 0.25
+
+    compare(build, arrays, rtol=1e-4 if dtype == "float32" else 1e-10)
+
+
+# --- non-elementwise ops -----------------------------------------------------------------------------
+
+REDUCTIONS = [
+    lambda x: T.sum(x, axis=1), lambda x: T.sum(x, axis=(0, 2), keepdims=True), lambda x: T.sum(x),
+    lambda x: T.sum(x, axis=0), lambda x: T.prod(x, axis=2), lambda x: T.max(x, axis=(1, 2)),
+    lambda x: T.min(x, axis=0), lambda x: T.argmax(x, axis=1), lambda x: T.argmin(x, axis=(0, 2)),
+    lambda x: T.all(x > 0, axis=2), lambda x: T.any(x > 1, axis=0, keepdims=True),
+    lambda x: T.mean(x, axis=1), lambda x: T.var(x, axis=(0, 1)), lambda x: T.cumsum(x, axis=1),
+    lambda x: T.cumprod(x, axis=2), lambda x: T.argmax(x, axis=0), lambda x: T.argmax(x),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+@pytest.mark.parametrize("k", range(len(REDUCTIONS)))
+def test_reductions_match_py(k, dtype):
+    compare(REDUCTIONS[k], [sample((2, 3, 4), dtype)], fuse=False)
+
+
+def test_reductions_propagate_nan_and_reject_empty_max():
+    x = sample((3, 4), "float64")
+    x[1, 2] = np.nan
+    compare(lambda a: [T.max(a, axis=1), T.min(a, axis=0), T.argmax(a, axis=1), T.sum(a, axis=0)], [x])
+    a = T.dmatrix("a")
+    plan = NB.BACKEND.compile([a], [T.max(a, axis=1)])
+    with pytest.raises(ValueError, match="zero-size array to reduction operation maximum"):
+        plan.run([np.zeros((2, 0))])
+
+
+def test_max_and_argmax_and_axis_size():
+    from theanine.graph.ops.blas import MaxAndArgmax
+    from theanine.graph.ops.composite import Proj
+    from theanine.graph.ops.reduce import AxisSize
+    from theanine.graph.var import Var
+
+    def build(x):
+        both = Var(MaxAndArgmax((1,)), (x,))
+        return [Var(Proj(0), (both,)), Var(Proj(1), (both,)), Var(AxisSize((0, 2), "float32"), (x,))]
+
+    compare(build, [sample((2, 3, 4), "float64")], fuse=False)
+
+
+LINALG = [
+    (lambda a, b: T.dot(a, b), [(3, 4), (4, 5)]),
+    (lambda a, b: T.dot(a, b), [(3, 4), (4,)]),
+    (lambda a, b: T.dot(a, b), [(4,), (4, 5)]),
+    (lambda a, b: T.dot(a, b), [(4,), (4,)]),
+    (lambda a, b: T.batched_dot(a, b), [(2, 3, 4), (2, 4, 5)]),
+    (lambda a, b: T.tensordot(a, b, axes=[[1, 2], [0, 1]]), [(2, 3, 4), (3, 4, 5)]),
+    (lambda a, b: T.batched_tensordot(a, b, axes=[[2], [1]]), [(2, 3, 4), (2, 4, 5)]),
+    (lambda a, b: T.matmul(a, b), [(2, 1, 3, 4), (5, 4, 2)]),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+@pytest.mark.parametrize("k", range(len(LINALG)))
+def test_products_match_py(k, dtype):
+    build, shapes = LINALG[k]
+    compare(build, [sample(s, dtype) for s in shapes], fuse=False, rtol=1e-5 if dtype == "float32" else 1e-10)
+
+
+def test_gemm_and_ger_match_py():
+    from theanine.graph.ops.blas import Gemm, Ger
+    from theanine.graph.var import Var
+
+    def build(z, a, x, y, b, v):
+        return [Var(Gemm(), (z, a, x, y, b)), Var(Ger(), (x, a, v, v[:3]))]
+
+    arrays = [sample((1, 3), "float64"), np.asarray(0.5), sample((4, 3), "float64"), sample((3, 3), "float64"), np.asarray(2.0), sample((4,), "float64")]
+    compare(build, arrays, fuse=False)
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_family_matches_py(axis):
+    x = sample((3, 5), "float32", -30, 30)
+    compare(lambda a: [T.nnet.softmax(a, axis=axis), T.nnet.log_softmax(a, axis=axis)], [x], fuse=False)
+
+
+def test_select_class_and_its_gradient_match_py():
+    from theanine.graph.ops.nnet import SelectClassGrad
+    from theanine.graph.var import Var
+
+    p, y, g = sample((4, 5), "float64"), np.array([0, 4, 2, 1]), sample((4,), "float64")
+    compare(lambda a, b, c: [T.nnet.categorical_crossentropy(T.nnet.softmax(a), b), Var(SelectClassGrad(), (c, a, b))], [p, y, g], fuse=False)
+
+
+SHAPE_CASES = [
+    (lambda x: x.dimshuffle(2, "x", 0, 1), [(2, 3, 4)]),
+    (lambda x: x.reshape((4, 6)), [(2, 3, 4)]),
+    (lambda x: T.flatten(x, 2) * 1, [(2, 3, 4)]),
+    (lambda x: x.shape, [(2, 3, 4)]),
+    (lambda x: T.concatenate([x, x * 2], axis=1), [(2, 3, 4)]),
+    (lambda x: T.alloc(x[0, 0], 3, 4), [(2, 3, 4)]),
+    (lambda x: T.tile(x, (2, 1, 1)), [(2, 3, 4)]),
+    (lambda x: T.repeat(x, 2, axis=1), [(2, 3, 4)]),
+    (lambda x: T.sort(x, axis=1), [(2, 3, 4)]),
+    (lambda x: T.argsort(x, axis=2), [(2, 3, 4)]),
+    (lambda x: x[1, ::-1, 1:3], [(2, 3, 4)]),
+    (lambda x: x[[1, 0, 1]], [(2, 3, 4)]),
+    (lambda x: T.inc_subtensor(x[:, 1], 1.5), [(2, 3, 4)]),
+    (lambda x: T.set_subtensor(x[[0, 0], 2], 7.0), [(2, 3, 4)]),
+    (lambda x: T.eye(3, 4, 1) + T.arange(4), [(2, 3, 4)]),
+    (lambda x: T.roll(x, 1, axis=2), [(2, 3, 4)]),
+    (lambda x: T.diagonal(x[0]) * 1, [(2, 3, 4)]),
+    (lambda x: T.stack([x[0], x[1]]), [(2, 3, 4)]),
+]
+
+
+@pytest.mark.parametrize("k", range(len(SHAPE_CASES)))
+def test_shape_and_indexing_ops_match_py(k):
+    build, shapes = SHAPE_CASES[k]
+    compare(build, [sample(s, "float64") for s in shapes])
+
+
+def test_gradients_compile_and_match_py():
+    x, w, b = T.dmatrix("x"), T.dmatrix("w"), T.dvector("b")
+    y = T.lvector("y")
+    cost = T.mean(T.nnet.categorical_crossentropy(T.nnet.softmax(T.dot(x, w) + b), y))
+    grads = T.grad(cost, [w, b])
+    values = [sample((5, 4), "float64"), sample((4, 3), "float64"), sample((3,), "float64"), np.array([0, 2, 1, 1, 0])]
+    outputs = [cost] + list(grads)
+    expected = evaluate(outputs, dict(zip([x, w, b, y], values)))
+    lowered = fuse_elementwise(outputs, NB.BACKEND.supported)
+    got = NB.BACKEND.compile([x, w, b, y], lowered).run(values)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-10)
+
+
+# --- run-time errors name the op and the user's line ---------------------------------------------------
+
+
+def test_shape_mismatch_in_a_fused_kernel_names_the_op_and_line():
+    x, y = T.dmatrix("x"), T.dmatrix("y")
+    out = T.exp(x) * y + 1  # the user's line
+    plan = NB.BACKEND.compile([x, y], fuse_elementwise([out], NB.BACKEND.supported))
+    with pytest.raises(ValueError, match=r"cannot be broadcast(.|\n)*Composite(.|\n)*test_numba_backend.py"):
+        plan.run([np.zeros((2, 3)), np.zeros((4, 3))])
+
+
+def test_label_out_of_bounds_raises_index_error_without_reading_past_the_end():
+    p, y = T.dmatrix("p"), T.lvector("y")
+    plan = NB.BACKEND.compile([p, y], [T.nnet.categorical_crossentropy(p, y)])
+    with pytest.raises(IndexError, match=r"class label 7 is out of range for 3 classes(.|\n)*SelectClass"):
+        plan.run([np.ones((2, 3)) / 3, np.array([0, 7])])
+    with pytest.raises(IndexError, match="class label -1"):
+        plan.run([np.ones((2, 3)) / 3, np.array([-1, 0])])
+
+
+def test_impossible_reshape_and_bad_index_raise_naming_the_op():
+    x, n = T.dvector("x"), T.lscalar("n")
+    plan = NB.BACKEND.compile([x, n], [x.reshape((n, 4))])
+    with pytest.raises(ValueError, match=r"cannot reshape(.|\n)*Reshape(.|\n)*test_numba_backend.py"):
+        plan.run([np.zeros(6), np.asarray(3)])
+    plan = NB.BACKEND.compile([x, n], [x[n]])
+    with pytest.raises(IndexError, match=r"out of bounds(.|\n)*Subtensor"):
+        plan.run([np.zeros(6), np.asarray(9)])
+    a, b = T.dmatrix("a"), T.dmatrix("b")
+    plan = NB.BACKEND.compile([a, b], [T.dot(a, b)])
+    with pytest.raises(ValueError, match=r"inner dimensions differ(.|\n)*Dot"):
+        plan.run([np.zeros((2, 3)), np.zeros((4, 2))])
