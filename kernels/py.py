@@ -7,8 +7,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..graph.evaluate import EvaluationError, leaf_value, run_node
+from ..graph.evaluate import EvaluationError, check_output, leaf_value, node_error, run_node
+from ..graph.ops.blas import Gemm, Ger
+from ..graph.ops.composite import Composite
+from ..graph.ops.linalg import Dot
+from ..graph.ops.elemwise import Elemwise, check_runtime_broadcast
+from ..graph.type import TensorType
 from ..graph.var import Input, Shared, Var, toposort
+
+
+REUSE_BUFFERS = True  # elementwise results written over dead intermediates (bench/memory_step.py turns it off)
 
 
 class PyPlan:
@@ -46,7 +54,8 @@ class PyPlan:
                 self.constants.append(template[slot])
         self.template = template
         self.output_slots = tuple(slot_of[id(v)] for v in outputs)
-        self.steps = _with_frees(steps, set(self.output_slots))
+        steps = _with_frees(steps, set(self.output_slots))
+        self.steps = _with_donors(steps, self.n_inputs) if REUSE_BUFFERS else [s + (-1,) for s in steps]
 
     def run(self, input_values: Sequence[np.ndarray], times: list | None = None) -> list:
         """Every output, from checked input values; shared values are all read first, once."""
@@ -56,15 +65,18 @@ class PyPlan:
             values[slot] = container.value
         if times is not None or self.nan_guard:
             return self._run_checked(values, times)
-        for var, args, slot, dead in self.steps:
-            values[slot] = run_node(var, [values[i] for i in args])
+        for var, args, slot, dead, donor in self.steps:
+            if donor < 0:
+                values[slot] = run_node(var, [values[i] for i in args])
+            else:
+                values[slot] = _run_into(var, [values[i] for i in args], values[donor])
             for i in dead:
                 values[i] = None
         return [values[i] for i in self.output_slots]
 
     def _run_checked(self, values: list, times: list | None) -> list[np.ndarray]:
         """The slow loop: per-step timing (profile=True) and NaN/Inf checks (NanGuardMode)."""
-        for k, (var, args, slot, dead) in enumerate(self.steps):
+        for k, (var, args, slot, dead, _) in enumerate(self.steps):
             start = time.perf_counter()
             out = values[slot] = run_node(var, [values[i] for i in args])
             if times is not None:
@@ -96,6 +108,52 @@ def _with_frees(steps: list[tuple], keep: set) -> list[tuple]:
         if i not in keep:
             frees[k].append(i)
     return [(var, args, slot, tuple(frees[k])) for k, (var, args, slot) in enumerate(steps)]
+
+
+def _fresh(var: Var) -> bool:
+    """Does this node's perform return a new buffer (never a view of an input, a constant or a shared value)?"""
+    op = var.op
+    if isinstance(op, Composite):
+        return isinstance(var.type, TensorType)
+    if isinstance(op, (Dot, Gemm, Ger)):  # np.dot and the BLAS forms return new arrays
+        return True
+    return isinstance(op, Elemwise) and isinstance(type(op).fn, np.ufunc)
+
+
+def _with_donors(steps: list[tuple], n_inputs: int) -> list[tuple]:
+    """Append to each elementwise step the slot of an input buffer it may overwrite, or -1.
+
+    A donor is a fresh intermediate (never a function input, constant or shared value) whose last
+    reader is this step, of the result's dtype and static shape: the result is written over it.
+    """
+    producer = {slot: var for var, _, slot, _ in steps}
+    out = []
+    for var, args, slot, dead in steps:
+        donor = -1
+        if isinstance(var.op, Elemwise) and isinstance(var.type, TensorType):
+            for i in args:
+                source = producer.get(i)
+                if (
+                    i >= n_inputs and i in dead and source is not None and _fresh(source)
+                    and source.type == var.type
+                ):
+                    donor = i
+                    break
+        out.append((var, args, slot, dead, donor))
+    return out
+
+
+def _run_into(var: Var, args: list, buffer: np.ndarray) -> np.ndarray:
+    """Run an elementwise node writing its result over `buffer` when the run-time shapes allow it."""
+    try:
+        check_runtime_broadcast(var, args)
+        if buffer.shape == np.broadcast_shapes(*[a.shape for a in args]) and buffer.flags.writeable:
+            out = var.op.perform_into(buffer, *args)
+        else:
+            out = var.op.perform(*args)
+    except Exception as error:
+        raise node_error(var, error, args) from error
+    return check_output(var, out)
 
 
 def compile_py(inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False) -> PyPlan:

@@ -58,15 +58,20 @@ class Composite(Elemwise):
         """The inner nodes in evaluation order (placeholders and constants excluded)."""
         return [v for v in toposort(self.outputs) if v.inputs]
 
-    def perform(self, *xs):
+    def perform(self, *xs, out=None):
         values: dict[int, np.ndarray] = {id(p): x for p, x in zip(self.placeholders, xs)}
+        last = self.outputs[0] if out is not None else None
         for node in toposort(self.outputs):
             if id(node) in values:
                 continue
             if isinstance(node.op, Constant):
                 values[id(node)] = node.op.data.astype(node.dtype, copy=False)
                 continue
-            values[id(node)] = node.op.perform(*[values[id(x)] for x in node.inputs])
+            args = [values[id(x)] for x in node.inputs]
+            if node is last and np.broadcast_shapes(*[np.shape(a) for a in args]) == out.shape:
+                values[id(node)] = node.op.perform_into(out, *args)  # the result lands in the donated buffer
+            else:
+                values[id(node)] = node.op.perform(*args)
         shape = np.broadcast_shapes(*[np.shape(x) for x in xs]) if xs else ()
         results = []
         for out in self.outputs:
@@ -75,6 +80,12 @@ class Composite(Elemwise):
                 value = np.array(np.broadcast_to(value, shape))
             results.append(value.astype(out.dtype, copy=False))
         return results[0] if len(results) == 1 else tuple(results)
+
+    def perform_into(self, out, *xs):
+        """perform, with the single output written into `out` where its last op can."""
+        if len(self.outputs) != 1:
+            return self.perform(*xs)
+        return self.perform(*xs, out=out)
 
     def pullback(self, inputs, output, g):
         raise NotImplementedError("differentiate before fusion: a Composite has no gradient rule")

@@ -139,6 +139,17 @@ class Elemwise(Op):
             out = self.impl(*xs)
         return np.asarray(out).astype(dtype, copy=False)
 
+    def perform_into(self, out: np.ndarray, *xs: np.ndarray) -> np.ndarray:
+        """perform, writing into `out` (same dtype and shape as the result; it may be one of xs).
+
+        Ops that are one numpy ufunc write in place; others return a new array.
+        """
+        fn = type(self).fn
+        if isinstance(fn, np.ufunc) and fn.nout == 1 and all(x.dtype == out.dtype for x in xs):
+            with np.errstate(all="ignore"):
+                return fn(*xs, out=out)
+        return self.perform(*xs)
+
     def __call__(self, *args: Any) -> Var:
         if self.variadic and len(args) != 2:
             if not args:

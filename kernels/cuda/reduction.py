@@ -54,16 +54,6 @@ def reducible(var: Var) -> bool:
     return x.dtype in ("float32", "float64") or (x.dtype != "float16" and not x.dtype.startswith("complex"))
 
 
-def _warp_reduce(combine: str, names: Sequence[str], types: Sequence[str]) -> list[str]:
-    """Shuffle down the warp, combining every value of `names` (value, index pairs for argmax)."""
-    lines = ["for (int delta = 16; delta > 0; delta >>= 1) {"]
-    for name, ty in zip(names, types):
-        lines.append(f"  const {ty} other_{name} = __shfl_down_sync(0xffffffffu, {name}, delta);")
-    lines.append(f"  {combine.format(*names, *[f'other_{n}' for n in names])}")
-    lines.append("}")
-    return lines
-
-
 def reduction_kernel(var: Var) -> "ReductionLowering":
     """One block per output element: threads stride over the reduced elements, then combine."""
     op = var.op
@@ -116,8 +106,7 @@ def reduction_kernel(var: Var) -> "ReductionLowering":
         body.append(f"    {combine.format('acc', 'value')}")
     body.append("  }")
     names, types = (["acc", "index"], [acc, "long long"]) if argmax else (["acc"], [acc])
-    warp_combine = combine.replace("{2}", "{2}").format(*names, *[f"other_{n}" for n in names]) if argmax \
-        else combine.format("acc", "other_acc")
+    warp_combine = combine.format(*names, *[f"other_{n}" for n in names])
     reduce_lines = ["for (int delta = 16; delta > 0; delta >>= 1) {"]
     for name, ty in zip(names, types):
         reduce_lines.append(f"  const {ty} other_{name} = __shfl_down_sync(0xffffffffu, {name}, delta);")

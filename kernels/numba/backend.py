@@ -17,6 +17,7 @@ import numpy as np
 from ...graph.evaluate import check_output, node_error
 from ...graph.ops.composite import Composite
 from ...graph.ops.elemwise import Elemwise
+from ...graph.ops.random import RandomOp
 from ...graph.var import Op, Var
 from ..py import PyPlan
 from . import linalg, nnet, reduce, shape, subtensor
@@ -51,6 +52,7 @@ for _module in (reduce, linalg, nnet, shape, subtensor):
         NUMPY_STEPS[_cls] = _reason
 UNSUPPORTED: dict[type, str] = {
     Elemwise: "the abstract base of elementwise ops; never a node itself",
+    RandomOp: "the abstract base of the random draws; never a node itself",
 }
 
 

@@ -20,7 +20,18 @@ from .scalar import render_body
 
 PARALLEL_SIZE = 1 << 16  # below this many elements, threads cost more than they save
 
-_PRELUDE = """import math
+def _helpers_version() -> str:
+    """A digest of special.py: generated kernels link its functions into their cached machine code,
+    and numba's cache does not notice when a called function changes, so the digest is part of each
+    kernel's source (and so of its content address)."""
+    from . import special
+
+    with open(special.__file__, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
+
+
+_PRELUDE = f"""# helpers {_helpers_version()}
+import math
 
 import numba
 import numpy as np

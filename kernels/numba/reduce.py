@@ -111,10 +111,10 @@ def truth_rows(x, out, any_):
 
 
 @njit
-def cumulate_rows(x, out, product, reverse):
+def cumulate_rows(x, out, start, product, reverse):
     n = x.shape[1]
     for i in range(x.shape[0]):
-        acc = out[i, 0] * 0 + (1 if product else 0)
+        acc = start
         for step in range(n):
             j = n - 1 - step if reverse else step
             if product:
@@ -266,7 +266,7 @@ def _cumulative(product: bool):
             matrix = np.ascontiguousarray(moved, dtype=dtype).reshape(-1, x.shape[op.axis] if x.ndim else 1)
             out = np.empty(matrix.shape, dtype)
             if out.size:
-                cumulate_rows(matrix, out, product, reverse)
+                cumulate_rows(matrix, out, dtype.type(1 if product else 0), product, reverse)
             return np.moveaxis(out.reshape(moved.shape), -1, op.axis)
 
         return run

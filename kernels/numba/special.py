@@ -111,10 +111,16 @@ def erfcinv(y):
         return math.inf
     if y == 2.0:
         return -math.inf
-    if y > 1.0:
-        return -erfcinv(2.0 - y)
+    if y > 1.0:  # erfcinv(y) = -erfcinv(2 - y)
+        return -_erfcinv_low(2.0 - y)
+    return _erfcinv_low(y)
+
+
+@_njit
+def _erfcinv_low(y):
+    """erfcinv on (0, 1]."""
     if y > 0.1:
-        return erfinv(1.0 - y) if y > 0.9 else _erfc_newton(y, erfinv(1.0 - y))
+        return _erfc_newton(y, erfinv(1.0 - y))
     # small y: Newton on log(erfc(x)) = log(erfcx(x)) - x*x, which is smooth and nearly quadratic
     ly = math.log(y)
     x = math.sqrt(-ly)

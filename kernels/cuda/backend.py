@@ -1,0 +1,243 @@
+"""Modes 'cuda-emulator' and 'cuda': a plan of generated kernels (and explicit host ops) over a device."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ...graph.evaluate import leaf_value, run_node
+from ...graph.ops import blas, composite, elemwise, linalg, nnet, random, reduce, shape, shape_alloc
+from ...graph.ops import elemwise_math, subtensor
+from ...graph.type import TensorType
+from ...graph.var import Input, Shared, Var, toposort
+from .device import DeviceArray, EmulatorDevice, EmulatorError
+from .elementwise import elementwise_kernel, supported as elementwise_supported
+from .gemm import gemm_kernel, gemm_supported
+from .kernel import Kernel
+from .reduction import reducible, reduction_kernel, softmax_kernel
+
+_NO_KERNEL = "no CUDA kernel yet: runs its numpy perform on the host"
+# Ops that run on the host (numpy perform) in the CUDA backends, each with the reason.
+HOST_OPS: dict[type, str] = {
+    reduce.AxisSize: "a scalar computed from the input's shape: no data to move",
+    shape.Shape: "a shape is host metadata",
+    shape.MakeVector: "builds a small host vector from scalars",
+    shape.Reshape: "a view of contiguous device memory (host copy for now)",
+    shape.SpecifyShape: "a shape check",
+    shape.Copy: _NO_KERNEL,
+    shape.Join: _NO_KERNEL,
+    linalg.TensorDot: "needs batched GEMM (not generated yet)",
+    blas.Ger: _NO_KERNEL,
+    reduce.CumSum: "needs a scan kernel (not generated yet)",
+    reduce.CumProd: "needs a scan kernel (not generated yet)",
+    nnet.SelectClass: _NO_KERNEL,
+    nnet.SelectClassGrad: "needs atomics-based scatter (not generated yet)",
+    subtensor.Subtensor: "indexing kernels are not generated yet",
+    subtensor.IncSubtensor: "inc_subtensor with atomics is not generated yet",
+    random.RandomOp: "the Philox generator is not generated yet (must match the CPU bits)",
+    composite.Proj: "picks one output of a multi-output node: no work",
+}
+for _cls in (shape_alloc.ARange, shape_alloc.Alloc, shape_alloc.AllocDiag, shape_alloc.ArgSort,
+             shape_alloc.Diagonal, shape_alloc.DiagonalGrad, shape_alloc.Eye, shape_alloc.Nonzero,
+             shape_alloc.PutAlongAxis, shape_alloc.Repeat, shape_alloc.Roll, shape_alloc.Sort,
+             shape_alloc.SumToShape, shape_alloc.TakeAlongAxis, shape_alloc.Tile):
+    HOST_OPS[_cls] = _NO_KERNEL
+for _cls in (elemwise_math.Erfinv, elemwise_math.Erfcinv, elemwise_math.Erfcx, elemwise_math.Polygamma,
+             elemwise_math.Real, elemwise_math.Imag, elemwise_math.Conj, elemwise_math.Angle):
+    HOST_OPS[_cls] = "no CUDA scalar rendering (special function or complex numbers)"
+
+
+def lower(var: Var):
+    """The kernel lowering of `var`, or (None, reason) when it runs on the host."""
+    op = var.op
+    if isinstance(op, composite.Proj):
+        return None, HOST_OPS[composite.Proj]
+    tensor = isinstance(var.type, TensorType) or isinstance(op, (composite.Composite, blas.MaxAndArgmax))
+    if tensor and isinstance(op, (elemwise.Elemwise, shape.DimShuffle)):
+        if isinstance(op, shape.DimShuffle) or elementwise_supported(var):
+            return elementwise_kernel(var), None
+    if tensor and reducible(var):
+        return reduction_kernel(var), None
+    if tensor and isinstance(op, (nnet.Softmax, nnet.LogSoftmax)) and var.dtype in ("float32", "float64"):
+        return softmax_kernel(var), None
+    if tensor and isinstance(op, (linalg.Dot, linalg.MatMul, blas.Gemm)) and gemm_supported(var):
+        return gemm_kernel(var), None
+    for cls in type(op).__mro__:
+        if cls in HOST_OPS:
+            return None, HOST_OPS[cls]
+    if isinstance(op, (elemwise.Elemwise, linalg.MatMul, nnet.Softmax, nnet.LogSoftmax)):
+        return None, f"no CUDA kernel for these dtypes or shapes ({var.type})"
+    if isinstance(op, (reduce.Sum, reduce.Prod, reduce.Max, reduce.Min, reduce.Argmax, reduce.All)):
+        return None, f"no CUDA kernel for input dtype {var.inputs[0].dtype}"
+    raise NotImplementedError(
+        f"the CUDA backend has no lowering for {type(op).__name__} ({var.describe()}) and it is not in "
+        f"kernels/cuda/backend.py:HOST_OPS; node created at\n  {var.where()}"
+    )
+
+
+class CudaPlan:
+    """A graph as steps over device slots: kernel steps launch generated code, host steps run perform.
+
+    Values move lazily: a kernel reads DeviceArrays (host values are copied up on first use), a host
+    step reads numpy arrays (device values are copied down), outputs come back as numpy arrays.
+    """
+
+    def __init__(self, inputs: Sequence[Var], outputs: Sequence[Var], device, nan_guard: bool = False) -> None:
+        self.device = device
+        self.nan_guard = nan_guard
+        self.n_inputs = len(inputs)
+        slot_of: dict[int, int] = {id(v): k for k, v in enumerate(inputs)}
+        self.template: list = [None] * len(inputs)
+        self.shared: list[tuple[int, object]] = []
+        self.constants: list[np.ndarray] = []  # the Function copies outputs that alias these
+        self.steps: list[tuple] = []  # (var, lowering or None, reason, argument slots, output slot)
+        for var in toposort(list(outputs), stop=set(inputs)):
+            if id(var) in slot_of:
+                continue
+            slot_of[id(var)] = slot = len(self.template)
+            self.template.append(None)
+            if var.inputs:
+                lowering, reason = lower(var)
+                self.steps.append((var, lowering, reason, tuple(slot_of[id(x)] for x in var.inputs), slot))
+            elif isinstance(var.op, Shared):
+                self.shared.append((slot, var.container))
+            elif isinstance(var.op, Input):
+                leaf_value(var, {})  # raises: the caller did not list this input
+            else:
+                self.template[slot] = leaf_value(var, {})
+                self.constants.append(self.template[slot])
+        self.output_slots = tuple(slot_of[id(v)] for v in outputs)
+        self._module = None
+
+    # --- inspection ---
+    def nodes(self) -> list[Var]:
+        """The computed Vars, in execution order."""
+        return [step[0] for step in self.steps]
+
+    def kernels(self) -> list[Kernel]:
+        """Every generated kernel, in execution order."""
+        return [step[1].kernel for step in self.steps if step[1] is not None]
+
+    def kernel_sources(self) -> list[tuple[Var, str]]:
+        """(node, generated CUDA C) for every node that runs a kernel."""
+        return [(step[0], step[1].kernel.source) for step in self.steps if step[1] is not None]
+
+    def host_nodes(self) -> list[tuple[Var, str]]:
+        """(node, reason) for every node that runs on the host."""
+        return [(step[0], step[2]) for step in self.steps if step[1] is None]
+
+    # --- running ---
+    def module(self):
+        """The compiled module of this plan's kernels (built on first use)."""
+        if self._module is None:
+            self._module = self.device.compile(self.kernels()) if self.kernels() else None
+        return self._module
+
+    def run(self, input_values: Sequence, times: list | None = None) -> list:
+        """Every output as a numpy array, from checked input values; shared values are read first."""
+        module = self.module()
+        values = self.template.copy()
+        values[: self.n_inputs] = input_values
+        for slot, container in self.shared:
+            values[slot] = container.value
+        for k, (var, lowering, _, args, slot) in enumerate(self.steps):
+            start = time.perf_counter() if times is not None else 0.0
+            if lowering is None:
+                arguments = [self._host(values[i]) for i in args]
+                values[slot] = run_node(var, arguments)
+            else:
+                arguments = [self._device(values[i]) for i in args]
+                _check_inputs(var, arguments)
+                try:
+                    values[slot] = lowering.launch(self.device, module, arguments)
+                except (EmulatorError, ValueError) as error:
+                    raise type(error)(f"{var.op} ({var.describe()}): {error}\nnode created at\n  {var.where()}") from None
+            if times is not None:
+                self.device.synchronize()
+                times[k] += time.perf_counter() - start
+            if self.nan_guard:
+                self._check_finite(var, values[slot])
+        return [self._host(values[i]) for i in self.output_slots]
+
+    def _device(self, value) -> DeviceArray:
+        if isinstance(value, DeviceArray):
+            return value
+        return self.device.to_device(np.asarray(value))
+
+    def _host(self, value):
+        if isinstance(value, DeviceArray):
+            return value.get()
+        if isinstance(value, tuple):
+            return tuple(self._host(v) for v in value)
+        return value
+
+    def _check_finite(self, var: Var, value) -> None:
+        for out in value if isinstance(value, tuple) else (value,):
+            out = self._host(out)
+            if isinstance(out, np.ndarray) and out.dtype.kind in "fc" and not np.isfinite(out).all():
+                bad = "NaN" if np.isnan(out).any() else "Inf"
+                raise FloatingPointError(
+                    f"NanGuardMode: {var.op} produced {bad} (output shape {out.shape}); node created at\n"
+                    f"  {var.where()}"
+                )
+
+
+def _check_inputs(var: Var, arguments: Sequence[DeviceArray]) -> None:
+    """Raise ValueError when a kernel's argument does not have its input's ndim or static sizes."""
+    for k, (x, value) in enumerate(zip(var.inputs, arguments)):
+        if not isinstance(x.type, TensorType):
+            continue
+        if len(value.shape) != x.ndim or any(s is not None and s != n for s, n in zip(x.type.shape, value.shape)):
+            raise ValueError(
+                f"{var.op} ({var.describe()}): input {k} has shape {value.shape}, expected {x.type}; "
+                f"node created at\n  {var.where()}"
+            )
+
+
+class CudaBackend:
+    """A CUDA backend over one device: the emulator (mode 'cuda-emulator') or a GPU (mode 'cuda')."""
+
+    def __init__(self, name: str, make_device) -> None:
+        self.name = name
+        self._make_device = make_device
+        self._device = None
+
+    @property
+    def device(self):
+        """The device, created on first use (PyCUDA is imported only then)."""
+        if self._device is None:
+            self._device = self._make_device()
+        return self._device
+
+    @staticmethod
+    def supported(var: Var) -> bool:
+        """May this elementwise node be fused into a Composite (its scalar ops render as CUDA C)?"""
+        return elementwise_supported(var)
+
+    def compile(self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False) -> CudaPlan:
+        return CudaPlan(inputs, outputs, self.device, nan_guard)
+
+
+def _gpu_device():
+    from .device import PyCudaDevice
+
+    return PyCudaDevice()
+
+
+EMULATOR_BACKEND = CudaBackend("cuda-emulator", EmulatorDevice)
+GPU_BACKEND = CudaBackend("cuda", _gpu_device)
+
+
+@contextlib.contextmanager
+def thread_order(order: str, seed: int = 0) -> Iterator[None]:
+    """Run emulator launches inside the block with the threads of each block in `order`."""
+    device = EMULATOR_BACKEND.device
+    previous = (device.order, device.seed)
+    device.order, device.seed = order, seed
+    try:
+        yield
+    finally:
+        device.order, device.seed = previous
