@@ -45,4 +45,15 @@ for _name in ("jacobian", "hessian", "verify_grad", "zero_grad", "disconnected_g
     if hasattr(gradient, _name):
         setattr(tensor, _name, getattr(gradient, _name))
 
+Param = In  # Theano's old name for In
+compile = _alias("compile", types.ModuleType(f"{__name__}.compile", "Theano's compile namespace"))  # noqa: A001
+compile.function, compile.In, compile.Out, compile.Param = function, In, Out, In
+compile.shared, compile.SharedVariable, compile.Function = shared, SharedVariable, Function
+compile.sharedvalue = _alias("compile.sharedvalue", types.ModuleType(f"{__name__}.compile.sharedvalue"))
+compile.sharedvalue.SharedVariable, compile.sharedvalue.shared = SharedVariable, shared
+
+pp = printing.pp
+pprint = printing.pprint
+debugprint = printing.debugprint
+dot = tensor.dot
 floatX = config.floatX

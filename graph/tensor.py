@@ -87,3 +87,25 @@ def tensor(dtype=None, broadcastable=None, name=None, shape=None) -> Var:
     if shape is None:
         shape = tuple(1 if b else None for b in broadcastable) if broadcastable is not None else ()
     return input_var(TensorType(as_dtype(dtype), shape), name)
+
+
+def _plural(make, kind: str):
+    def many(*names, dtype=None):
+        if len(names) == 1 and isinstance(names[0], int):
+            names = (None,) * names[0]
+        elif len(names) == 1 and isinstance(names[0], (list, tuple)):
+            names = tuple(names[0])
+        made = [make(name) if dtype is None else make(name, dtype=dtype) for name in names]
+        return made[0] if len(made) == 1 else made
+
+    many.__name__ = kind
+    many.__doc__ = f"Several inputs at once: T.{kind}('a', 'b') (or a count)."
+    return many
+
+
+_PLURALS = {"scalar": "scalars", "vector": "vectors", "matrix": "matrices", "row": "rows", "col": "cols",
+            "tensor3": "tensor3s", "tensor4": "tensor4s", "tensor5": "tensor5s"}
+for _kind, _plural_name in _PLURALS.items():
+    globals()[_plural_name] = _plural(globals()[_kind], _plural_name)
+    for _prefix in PREFIX_DTYPES:
+        globals()[_prefix + _plural_name] = _plural(globals()[_prefix + _kind], _prefix + _plural_name)

@@ -4,7 +4,7 @@
 function that checks shapes and calls module-level `@numba.njit(cache=True)` kernels (or a generated
 loop, for elementwise nodes). `NUMPY_STEPS` lists, with the reason, the op classes whose runner is
 an explicit numpy step instead of a numba kernel; `UNSUPPORTED` those that cannot run at all. A
-plan runs the runners by a lean Python loop over slots, like the py backend's PyPlan.
+plan runs the runners by a lean Python loop over slots, as the py backend's PyPlan does.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ...graph.evaluate import check_output, node_error
 from ...graph.ops.composite import Composite
 from ...graph.ops.elemwise import Elemwise
 from ...graph.ops.random import RandomOp
-from ...graph.var import Op, Var
-from ..py import PyPlan
+from ...graph.evaluate import leaf_value
+from ...graph.var import Input, Op, Shared, Var, toposort
 from . import linalg, nnet, reduce, shape, subtensor
 from .loops import ElementwiseRunner
 from .scalar import SCALAR, supported
@@ -68,14 +68,43 @@ def lower(var: Var) -> Runner:
     return lowering(var.op, var)
 
 
-class NumbaPlan(PyPlan):
-    """PyPlan's slots and frees, with each step's numpy perform replaced by its numba runner."""
+class NumbaPlan:
+    """A graph as steps over a list of slots (inputs, then constants, shared values, nodes).
 
-    __slots__ = ("runs",)
+    Each step is (runner, argument slots, output slot, slots to free afterwards, var): the call loop
+    does no dict lookups, and an intermediate is dropped after its last use (Theano's allow_gc).
+    `shared` and `constants` are read by compiler/function.py, as for the py backend's PyPlan.
+    """
+
+    __slots__ = ("n_inputs", "template", "shared", "runs", "output_slots", "constants", "nan_guard")
 
     def __init__(self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False):
-        super().__init__(inputs, outputs, nan_guard)
-        self.runs = [(lower(var), args, slot, dead, var) for var, args, slot, dead in self.steps]
+        slot_of: dict[int, int] = {id(v): k for k, v in enumerate(inputs)}
+        self.n_inputs = len(inputs)
+        self.shared: list[tuple[int, object]] = []
+        self.constants: list[np.ndarray] = []
+        self.nan_guard = nan_guard
+        template: list = [None] * len(inputs)
+        steps: list[tuple] = []
+        # Inputs are cut points: a value given for an intermediate variable replaces its sub-graph.
+        for var in toposort(outputs, stop=set(inputs)):
+            if id(var) in slot_of:
+                continue
+            slot_of[id(var)] = slot = len(template)
+            template.append(None)
+            if var.inputs:
+                steps.append((var, tuple(slot_of[id(x)] for x in var.inputs), slot))
+            elif isinstance(var.op, Shared):
+                self.shared.append((slot, var.container))
+            elif isinstance(var.op, Input):
+                leaf_value(var, {})  # raises: the caller did not list this input
+            else:
+                template[slot] = leaf_value(var, {})
+                self.constants.append(template[slot])
+        self.template = template
+        self.output_slots = tuple(slot_of[id(v)] for v in outputs)
+        frees = _last_uses(steps, set(self.output_slots))
+        self.runs = [(lower(var), args, slot, frees[k], var) for k, (var, args, slot) in enumerate(steps)]
 
     def run(self, input_values: Sequence[np.ndarray], times: list | None = None) -> list:
         """Every output, from checked input values; shared values are all read first, once."""
@@ -116,6 +145,19 @@ class NumbaPlan(PyPlan):
     def nodes(self) -> list[Var]:
         """The computed Vars, in execution order."""
         return [step[4] for step in self.runs]
+
+
+def _last_uses(steps: list[tuple], keep: set) -> list[tuple]:
+    """For each step, the slots whose last reader it is (outputs are kept)."""
+    last_use: dict[int, int] = {}
+    for k, (_, args, _) in enumerate(steps):
+        for i in args:
+            last_use[i] = k
+    frees: list[list[int]] = [[] for _ in steps]
+    for i, k in last_use.items():
+        if i not in keep:
+            frees[k].append(i)
+    return [tuple(f) for f in frees]
 
 
 def _failure(step: tuple, values: list, error: Exception) -> Exception:

@@ -85,10 +85,12 @@ def kernel_source(placeholders: tuple, outputs: tuple, ndim: int, pattern: str) 
 class ElementwiseRunner:
     """Runs one fused node: checks and broadcasts shapes in Python, then calls its loop kernel."""
 
-    __slots__ = ("placeholders", "outputs", "dtypes", "kernels", "single")
+    __slots__ = ("placeholders", "outputs", "dtypes", "kernels", "single", "fixed")
 
     def __init__(self, var: Var) -> None:
         self.placeholders, self.outputs = scalar_graph(var)
+        # per input, the axes typed broadcastable (static size 1): only those may broadcast (Theano)
+        self.fixed = [tuple(d != 1 for d in x.type.shape) for x in var.inputs]
         self.dtypes = [out.dtype for out in self.outputs]
         self.single = len(self.outputs) == 1
         self.kernels: dict[tuple, tuple] = {}
@@ -104,7 +106,7 @@ class ElementwiseRunner:
         return found
 
     def __call__(self, *xs: np.ndarray):
-        shape = broadcast_shape(xs)
+        shape = broadcast_shape(xs, self.fixed)
         size = 1
         for d in shape:
             size *= d
@@ -127,21 +129,30 @@ class ElementwiseRunner:
         (parallel if size >= PARALLEL_SIZE else serial)(*args)
 
 
-def broadcast_shape(xs: tuple) -> tuple:
-    """numpy's broadcast shape of equal-rank arrays; raises ValueError naming the shapes."""
+def broadcast_shape(xs: tuple, fixed: list) -> tuple:
+    """The output shape; only axes typed broadcastable may broadcast (Theano), else ValueError."""
     shape = xs[0].shape
     for x in xs[1:]:
         if x.shape != shape:
-            return _broadcast_slow(xs)
+            return _broadcast_slow(xs, fixed)
     return shape
 
 
-def _broadcast_slow(xs: tuple) -> tuple:
+def _broadcast_slow(xs: tuple, fixed: list) -> tuple:
     shape = []
     for axis in range(xs[0].ndim):
-        sizes = {x.shape[axis] for x in xs} - {1}
-        if len(sizes) > 1:
-            shapes = " and ".join(str(x.shape) for x in xs)
-            raise ValueError(f"elementwise: shapes {shapes} cannot be broadcast together (axis {axis})")
-        shape.append(sizes.pop() if sizes else 1)
+        size = None
+        for x, kinds in zip(xs, fixed):
+            n = x.shape[axis]
+            if not kinds[axis] and n == 1:
+                continue
+            if size is None:
+                size = n
+            elif n != size:
+                shapes = " and ".join(str(x.shape) for x in xs)
+                raise ValueError(
+                    f"elementwise: shapes {shapes} cannot be broadcast together (axis {axis}); only "
+                    "axes typed broadcastable (static size 1) broadcast, as in Theano"
+                )
+        shape.append(1 if size is None else size)
     return tuple(shape)
