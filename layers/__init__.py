@@ -49,3 +49,6 @@ from .shape import (
 
 # `import theanine.layers as lasagne` then `lasagne.layers.DenseLayer` works as in Lasagne
 layers = _sys.modules[__name__]
+
+from . import training  # noqa: E402
+from .training import History, fit, load_params, save_params  # noqa: E402

@@ -47,7 +47,10 @@ class Resources:
 
 def parse_report(log: str, kernel: Kernel, arch: str) -> Resources:
     """The resources of `kernel` in ptxas's -v output."""
-    section = log[log.find(f"'{kernel.name}'"):] if f"'{kernel.name}'" in log else log
+    start = log.find(f"entry function '{kernel.name}'")
+    section = log if start < 0 else log[start:]
+    end = section.find("Compiling entry function", 1)
+    section = section if end < 0 else section[:end]
 
     def number(pattern: str) -> int:
         match = re.search(pattern, section)
@@ -64,37 +67,69 @@ def parse_report(log: str, kernel: Kernel, arch: str) -> Resources:
     )
 
 
-def _compile_one(nvcc: str, kernel: Kernel, arch: str) -> Resources:
+def _cache_path(kernel: Kernel, arch: str) -> Path:
     key = hashlib.sha256(f"{arch}\n{kernel.source}".encode()).hexdigest()[:24]
+    return cache_dir() / "nvcc" / f"{key}.json"
+
+
+def _run_nvcc(nvcc: str, kernels: Sequence[Kernel], arch: str) -> tuple[int, str]:
+    """Compile the kernels as one file (each source in its own namespace); (return code, log)."""
     folder = cache_dir() / "nvcc"
-    cached = folder / f"{key}.json"
-    if cached.exists():
-        return Resources(**json.loads(cached.read_text()))
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        source = Path(tmp) / f"{kernel.name}.cu"
-        source.write_text(kernel.source)
+        if len(kernels) == 1:
+            text = kernels[0].source
+        else:
+            text = "".join(f"namespace m{k} {{\n{kernel.source}\n}}\n" for k, kernel in enumerate(kernels))
+        source = Path(tmp) / (f"{kernels[0].name}.cu" if len(kernels) == 1 else "kernels.cu")
+        source.write_text(text)
         command = [nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-o", str(Path(tmp) / "k.cubin"),
                    str(source)]
         result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise compile_error(f"nvcc -arch={arch}", kernel, result.stderr + result.stdout)
-        resources = parse_report(result.stderr + result.stdout, kernel, arch)
-        partial = Path(tmp) / "report.json"
+        return result.returncode, result.stderr + result.stdout
+
+
+def _compile_batch(nvcc: str, kernels: Sequence[Kernel], arch: str) -> list[Resources]:
+    """One nvcc call for many kernels (its start-up dominates); on failure, find the culprit alone."""
+    status, log = _run_nvcc(nvcc, kernels, arch)
+    if status != 0:
+        for kernel in kernels:
+            alone_status, alone_log = _run_nvcc(nvcc, [kernel], arch) if len(kernels) > 1 else (status, log)
+            if alone_status != 0:
+                raise compile_error(f"nvcc -arch={arch}", kernel, alone_log)
+        raise RuntimeError(f"nvcc -arch={arch} failed on the kernels together, but on none alone:\n{log}")
+    reports = []
+    for kernel in kernels:
+        resources = parse_report(log, kernel, arch)
+        path = _cache_path(kernel, arch)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(json.dumps(asdict(resources)))
-        os.replace(partial, cached)
-    return resources
+        os.replace(partial, path)  # atomic: a concurrent run reads the whole report or none
+        reports.append(resources)
+    return reports
 
 
-def compile_kernels(kernels: Sequence[Kernel], archs: Sequence[str] = ARCHS, jobs: int = 4) -> list[Resources]:
-    """Compile every kernel for every arch (in parallel; reports cached on disk by source hash)."""
+def compile_kernels(kernels: Sequence[Kernel], archs: Sequence[str] = ARCHS, jobs: int = 2) -> list[Resources]:
+    """Compile every kernel for every arch; reports are cached on disk by source hash and arch."""
     nvcc = find_nvcc()
     if nvcc is None:
         raise FileNotFoundError("nvcc was not found (set CUDA_HOME or put the CUDA toolkit's bin on PATH)")
     unique = list({k.source: k for k in kernels}.values())
-    work = [(k, arch) for k in unique for arch in archs]
+    done: dict[tuple[str, str], Resources] = {}
+    missing: dict[str, list[Kernel]] = {arch: [] for arch in archs}
+    for kernel in unique:
+        for arch in archs:
+            path = _cache_path(kernel, arch)
+            if path.exists():
+                done[kernel.name, arch] = Resources(**json.loads(path.read_text()))
+            else:
+                missing[arch].append(kernel)
+    # Batches of 16 per nvcc call, run in parallel: nvcc's start-up, not the kernels, costs the time.
+    work = [(arch, group[i : i + 16]) for arch, group in missing.items() for i in range(0, len(group), 16)]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        return list(pool.map(lambda item: _compile_one(nvcc, *item), work))
+        for reports in pool.map(lambda item: _compile_batch(nvcc, item[1], item[0]), work):
+            done.update({(r.kernel, r.arch): r for r in reports})
+    return [done[k.name, arch] for k in unique for arch in archs]
 
 
 def limit_problems(kernel: Kernel, resources: Resources) -> list[str]:

@@ -16,11 +16,12 @@ import numpy as np
 
 from ...graph.evaluate import check_output, node_error
 from ...graph.ops.composite import Composite
+from ...graph.ops.conv import _ConvOp
 from ...graph.ops.elemwise import Elemwise
 from ...graph.ops.random import RandomOp
 from ...graph.evaluate import leaf_value
 from ...graph.var import Input, Op, Shared, Var, toposort
-from . import linalg, nnet, reduce, shape, subtensor
+from . import conv, linalg, nnet, reduce, shape, subtensor
 from .loops import ElementwiseRunner
 from .scalar import SCALAR, supported
 
@@ -45,7 +46,7 @@ def numpy_step(op: Op, var: Var) -> Runner:
 LOWERINGS: dict[type, Callable[[Op, Var], Runner]] = {cls: _elementwise for cls in SCALAR}
 LOWERINGS[Composite] = _elementwise
 NUMPY_STEPS: dict[type, str] = {}
-for _module in (reduce, linalg, nnet, shape, subtensor):
+for _module in (reduce, linalg, nnet, shape, subtensor, conv):
     LOWERINGS.update(_module.LOWERINGS)
     for _cls, _reason in _module.NUMPY_STEPS.items():
         LOWERINGS[_cls] = numpy_step
@@ -53,6 +54,7 @@ for _module in (reduce, linalg, nnet, shape, subtensor):
 UNSUPPORTED: dict[type, str] = {
     Elemwise: "the abstract base of elementwise ops; never a node itself",
     RandomOp: "the abstract base of the random draws; never a node itself",
+    _ConvOp: "the abstract base of conv2d and its gradients; never a node itself",
 }
 
 
