@@ -7,7 +7,8 @@ import warnings
 from typing import Sequence
 
 from ..graph import tensor as T
-from ..graph.type import is_discrete
+from ..graph.ops.composite import Proj
+from ..graph.type import TupleType, is_discrete
 from ..graph.var import inherited_trace, Var, as_tensor_variable, format_trace, toposort
 
 
@@ -105,6 +106,8 @@ def _backprop(seeds: dict, wrt: Sequence[Var], stop: frozenset) -> tuple[dict, s
             parts.setdefault(id(var), []).append(fit_cotangent(as_tensor_variable(g), var))
     reached = {id(v) for v in seeds if id(v) in relevant}
     totals: dict[int, Var] = {}
+    # Cotangents of the projections of a multi-output node, gathered for that node: {id: {i: g}}.
+    tuple_parts: dict[int, dict] = {}
     for var in reversed(order):
         if id(var) not in reached:
             continue
@@ -114,13 +117,24 @@ def _backprop(seeds: dict, wrt: Sequence[Var], stop: frozenset) -> tuple[dict, s
         if not var.inputs or var in stop:
             continue
         g = totals.get(id(var))
-        if g is None or is_discrete(var.dtype):
+        if isinstance(var.op, Proj) and isinstance(var.inputs[0].type, TupleType):
+            # A projection passes its cotangent on to its node, which gets them all at once.
+            node = var.inputs[0]
+            if id(node) in relevant:
+                reached.add(id(node))
+                if g is not None and not is_discrete(var.dtype):
+                    tuple_parts.setdefault(id(node), {})[var.op.index] = g
+            continue
+        if isinstance(var.type, TupleType):
+            found = tuple_parts.pop(id(var), {})
+            g = tuple(found.get(i) for i in range(len(var.type.types))) if found else None
+        if g is None or (not isinstance(var.type, TupleType) and is_discrete(var.dtype)):
             # Connected through an integer-valued node: a zero gradient, not a disconnected one.
             reached.update(id(x) for x in var.inputs if id(x) in relevant)
             continue
         try:
             with inherited_trace(var.trace):  # gradient nodes point at the user's forward line
-                cotangents = var.op.pullback(var.inputs, var, g)
+                cotangents = _pullback(var, g)
         except (NotImplementedError, NullTypeGradError) as error:
             node = f"{var.op}({', '.join(map(str, var.inputs))})"
             raise type(error)(
@@ -143,6 +157,32 @@ def _backprop(seeds: dict, wrt: Sequence[Var], stop: frozenset) -> tuple[dict, s
             with inherited_trace(var.trace):
                 parts.setdefault(id(x), []).append(fit_cotangent(as_tensor_variable(gx), x))
     return totals, reached
+
+
+def _pullback(var: Var, g) -> tuple:
+    """The node's cotangents: its op's pullback, or a compiler rule for ops with inner graphs.
+
+    A multi-output node (TupleType) gets a tuple of cotangents, None for unused outputs.
+    """
+    rule = _compiler_pullbacks().get(type(var.op))
+    if rule is not None:
+        return rule(var.inputs, var, g)
+    return var.op.pullback(var.inputs, var, g)
+
+
+_RULES: dict = {}
+
+
+def _compiler_pullbacks() -> dict:
+    """Pullbacks that need autodiff itself (the inner graphs of scan and ifelse), loaded lazily."""
+    if not _RULES:
+        from ..graph.ops.ifelse import IfElse
+        from ..graph.ops.scan import Scan
+        from .ifelse import ifelse_pullback
+        from .scan_grad import scan_pullback
+
+        _RULES.update({Scan: scan_pullback, IfElse: ifelse_pullback})
+    return _RULES
 
 
 def _null_grad_error(var: Var, x: Var, null: NullGrad) -> Exception:

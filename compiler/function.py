@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -104,7 +105,12 @@ class Function:
         exprs = replace(exprs, cut) if cut else exprs
         self.rewrite_report: list = []
         exprs = pipeline.optimize(exprs, backend, report=self.rewrite_report)
-        self._plan = backend.compile(leaves, exprs, nan_guard)
+        # Which output updates which shared variable: a backend may write the new value in place.
+        updated = [None] * len(outputs) + [s for s, _ in updates] + [None] * len(stateful)
+        if "updated" in inspect.signature(backend.compile).parameters:
+            self._plan = backend.compile(leaves, exprs, nan_guard, updated=updated)
+        else:
+            self._plan = backend.compile(leaves, exprs, nan_guard)
         fgraph = FunctionGraph(self._in_vars, exprs)
         self.maker = FunctionMaker(fgraph, ins, [Out(v, b) for v, b in outputs], self.mode)
         self.trust_input = False

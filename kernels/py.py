@@ -27,9 +27,10 @@ class PyPlan:
     """
 
     __slots__ = ("n_inputs", "template", "shared", "steps", "output_slots", "constants",
-                 "nan_guard")
+                 "nan_guard", "n_plain", "update_types")
 
-    def __init__(self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False):
+    def __init__(self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False,
+                 updated: Sequence | None = None):
         slot_of: dict[int, int] = {id(v): k for k, v in enumerate(inputs)}
         self.n_inputs = len(inputs)
         self.shared: list[tuple[int, object]] = []
@@ -54,8 +55,17 @@ class PyPlan:
                 self.constants.append(template[slot])
         self.template = template
         self.output_slots = tuple(slot_of[id(v)] for v in outputs)
+        in_place: dict[int, int] = {}
+        self.update_types = [(slot, target.type) for slot, target in zip(self.output_slots, updated or ()) if target is not None]
+        if REUSE_BUFFERS and updated is not None and not nan_guard:
+            shared_slot = {id(container): slot for slot, container in self.shared}
+            in_place = _updates_in_place(steps, self.output_slots, updated, shared_slot)
+        # In-place updates run last, after every other reader of the old value.
+        steps = [s for s in steps if s[2] not in in_place] + [s for s in steps if s[2] in in_place]
+        self.n_plain = len(steps) - len(in_place)
         steps = _with_frees(steps, set(self.output_slots))
-        self.steps = _with_donors(steps, self.n_inputs) if REUSE_BUFFERS else [s + (-1,) for s in steps]
+        steps = _with_donors(steps, self.n_inputs) if REUSE_BUFFERS else [s + (-1,) for s in steps]
+        self.steps = steps[: self.n_plain] + [s[:4] + (in_place[s[2]],) for s in steps[self.n_plain :]]
 
     def run(self, input_values: Sequence[np.ndarray], times: list | None = None) -> list:
         """Every output, from checked input values; shared values are all read first, once."""
@@ -65,14 +75,34 @@ class PyPlan:
             values[slot] = container.value
         if times is not None or self.nan_guard:
             return self._run_checked(values, times)
-        for var, args, slot, dead, donor in self.steps:
+        steps = self.steps
+        for var, args, slot, dead, donor in steps[: self.n_plain]:
             if donor < 0:
                 values[slot] = run_node(var, [values[i] for i in args])
             else:
                 values[slot] = _run_into(var, [values[i] for i in args], values[donor])
             for i in dead:
                 values[i] = None
+        if self.n_plain < len(steps):
+            self._run_updates_in_place(values)
         return [values[i] for i in self.output_slots]
+
+    def _run_updates_in_place(self, values: list) -> None:
+        """Write shared variables' new values over their storage, only when every write will fit.
+
+        All are checked before any is written, so a shape error changes no shared variable.
+        """
+        tail = self.steps[self.n_plain :]
+        fits = all(_fits(var, [values[i] for i in args], values[donor]) for var, args, _, _, donor in tail)
+        # and every other update will be accepted: otherwise the call fails and nothing may change
+        fits = fits and all(
+            values[slot] is None or type_.accepts_shape(values[slot].shape) for slot, type_ in self.update_types
+        )
+        for var, args, slot, dead, donor in tail:
+            arguments = [values[i] for i in args]
+            values[slot] = _run_into(var, arguments, values[donor]) if fits else run_node(var, arguments)
+            for i in dead:
+                values[i] = None
 
     def _run_checked(self, values: list, times: list | None) -> list[np.ndarray]:
         """The slow loop: per-step timing (profile=True) and NaN/Inf checks (NanGuardMode)."""
@@ -130,7 +160,7 @@ def _with_donors(steps: list[tuple], n_inputs: int) -> list[tuple]:
     out = []
     for var, args, slot, dead in steps:
         donor = -1
-        if isinstance(var.op, Elemwise) and isinstance(var.type, TensorType):
+        if isinstance(var.op, (Elemwise, Gemm)) and isinstance(var.type, TensorType):
             for i in args:
                 source = producer.get(i)
                 if (
@@ -143,11 +173,64 @@ def _with_donors(steps: list[tuple], n_inputs: int) -> list[tuple]:
     return out
 
 
+# Ops whose result is never a view of an input: an output of theirs cannot alias a shared value.
+_FRESH_RESULT = ("Dot", "MatMul", "TensorDot", "Gemm", "Ger", "Sum", "Prod", "Max", "Min", "Argmax", "All",
+                 "Softmax", "LogSoftmax", "SelectClass", "Composite", "MaxAndArgmax")
+
+
+def _updates_in_place(steps: list[tuple], output_slots: tuple, updated: Sequence, shared_slot: dict) -> dict:
+    """{output slot: shared slot} for updates whose last elementwise node may write over the old value.
+
+    Allowed when the node reads that value, nothing else reads the node's result, the result has the
+    shared variable's dtype, no returned output can be a view of shared storage, and no other in-place
+    update reads this value (or writes one this node reads).
+    """
+    producer = {slot: step for step in steps for slot in (step[2],)}
+    readers: dict[int, int] = {}
+    for _, args, _ in steps:
+        for i in set(args):
+            readers[i] = readers.get(i, 0) + 1
+    for k, slot in enumerate(output_slots):
+        if updated[k] is None:
+            step = producer.get(slot)
+            if step is None or not (_fresh(step[0]) or type(step[0].op).__name__ in _FRESH_RESULT):
+                return {}  # a returned output might alias storage we would overwrite
+    chosen: dict[int, int] = {}
+    for k, (slot, target) in enumerate(zip(output_slots, updated)):
+        if target is None or slot not in producer or output_slots.count(slot) != 1 or readers.get(slot):
+            continue
+        var, args, _ = producer[slot]
+        own = shared_slot.get(id(target.container))
+        if own is None or own not in args or own in output_slots or var.dtype != target.dtype:
+            continue
+        if not (isinstance(var.op, (Elemwise, Gemm)) and isinstance(var.type, TensorType)):
+            continue
+        if any(own in producer[s][1] or w in args for s, w in chosen.items()):
+            continue
+        chosen[slot] = own
+    return chosen
+
+
+def _result_shape(var: Var, args: list) -> tuple:
+    """The run-time shape of an elementwise or Gemm result (raises on mismatched broadcasting)."""
+    if isinstance(var.op, Gemm):
+        z, _, x, y, _ = args
+        return np.broadcast_shapes(z.shape, x.shape[:1] + y.shape[1:])
+    check_runtime_broadcast(var, args)
+    return np.broadcast_shapes(*[a.shape for a in args])
+
+
+def _fits(var: Var, args: list, buffer: np.ndarray) -> bool:
+    try:
+        return buffer.flags.writeable and buffer.shape == _result_shape(var, args)
+    except ValueError:
+        return False
+
+
 def _run_into(var: Var, args: list, buffer: np.ndarray) -> np.ndarray:
     """Run an elementwise node writing its result over `buffer` when the run-time shapes allow it."""
     try:
-        check_runtime_broadcast(var, args)
-        if buffer.shape == np.broadcast_shapes(*[a.shape for a in args]) and buffer.flags.writeable:
+        if buffer.shape == _result_shape(var, args) and buffer.flags.writeable:
             out = var.op.perform_into(buffer, *args)
         else:
             out = var.op.perform(*args)
@@ -174,8 +257,9 @@ class PyBackend:
         return True
 
     @staticmethod
-    def compile(inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False) -> PyPlan:
-        return PyPlan(inputs, outputs, nan_guard)
+    def compile(inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False,
+                updated: Sequence | None = None) -> PyPlan:
+        return PyPlan(inputs, outputs, nan_guard, updated)
 
 
 BACKEND = PyBackend()

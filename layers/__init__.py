@@ -4,6 +4,7 @@ import sys as _sys
 
 from . import init, nonlinearities, objectives, random, regularization, updates, utils
 from .base import InputLayer, Layer, MergeLayer
+from .conv import Conv2DLayer
 from .dense import (
     BiasLayer,
     DenseLayer,
@@ -23,6 +24,8 @@ from .helper import (
     get_output_shape,
     set_all_param_values,
 )
+from .normalization import BatchNormLayer, batch_norm
+from .pool import GlobalPoolLayer, MaxPool2DLayer, Pool2DLayer
 from .noise import (
     DropoutLayer,
     GaussianNoiseLayer,

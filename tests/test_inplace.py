@@ -42,3 +42,32 @@ def test_a_broadcast_donor_is_not_overwritten():
     f = theanine.function([x], T.exp(T.addbroadcast(r, 0)) + x)
     xv = np.random.default_rng(2).normal(size=(2, 3))
     np.testing.assert_allclose(f(xv), np.exp(np.ones((1, 2)) @ xv) + xv)
+
+
+def test_an_sgd_update_writes_into_the_shared_storage():
+    w = theanine.shared(np.ones((3, 2)), name="w")
+    x = T.dmatrix("x")
+    cost = T.sum(T.tanh(T.dot(x, w)))
+    f = theanine.function([x], cost, updates=[(w, w * 0.9 - 0.1 * T.grad(cost, w))])
+    storage = w.get_value(borrow=True)
+    xv = np.random.default_rng(4).normal(size=(4, 3))
+    expected = np.ones((3, 2)) * 0.9 - 0.1 * xv.T @ (1 - np.tanh(xv @ np.ones((3, 2))) ** 2)
+    f(xv)
+    assert w.get_value(borrow=True) is storage, "the new value should land in the old buffer"
+    np.testing.assert_allclose(w.get_value(), expected)
+
+
+def test_updates_that_read_each_other_stay_correct():
+    a = theanine.shared(np.array([1.0, 2.0]), name="a")
+    b = theanine.shared(np.array([10.0, 20.0]), name="b")
+    f = theanine.function([], [], updates=[(a, a + b), (b, b * a)])
+    f()
+    np.testing.assert_array_equal(a.get_value(), [11.0, 22.0])
+    np.testing.assert_array_equal(b.get_value(), [10.0, 40.0])
+
+
+def test_an_output_viewing_the_old_value_keeps_it():
+    w = theanine.shared(np.arange(4.0), name="w")
+    f = theanine.function([], w[::-1], updates=[(w, w + 1.0)])
+    np.testing.assert_array_equal(f(), [3.0, 2.0, 1.0, 0.0])
+    np.testing.assert_array_equal(w.get_value(), [1.0, 2.0, 3.0, 4.0])

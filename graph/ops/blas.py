@@ -34,6 +34,16 @@ class Gemm(Op):
         out = alpha * product if alpha != 1 else product
         return np.asarray(out + (beta * z if beta != 1 else z), dtype=dtype)
 
+    def perform_into(self, out, z, alpha, x, y, beta):
+        """perform with the result written into `out` (which may be z itself: an in-place update)."""
+        if out.dtype != np.result_type(z, alpha, x, y, beta):
+            return self.perform(z, alpha, x, y, beta)
+        product = np.dot(x, y)  # computed before out is touched, so out may also be x or y
+        if alpha != 1:
+            np.multiply(product, alpha, out=product, casting="unsafe")
+        np.multiply(z, beta, out=out, casting="unsafe")
+        return np.add(out, product, out=out)
+
 
 @dataclass(frozen=True)
 class Ger(Op):

@@ -1,0 +1,194 @@
+"""The gradient of a scan (back-propagation through time), itself a scan that runs backwards.
+
+Forward step k reads sequence rows k, the state rows k + lag + d for each tap d (buffer rows), and
+writes row k + lag of each state. The backward scan visits the forward steps from the last to the
+first. For a state with lag L it carries L accumulators w[1..L]: before it handles forward step k,
+w[j] holds the cotangent gathered so far for buffer row k + j. Step k's state row is complete at
+that point (w[L] plus the cotangent the caller gave for that row), the inner graph's pullback turns
+it into cotangents for the taps, and the window shifts by one row. Non-sequences accumulate their
+cotangent in a state; each sequence row's cotangent is a per-step output.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..graph import tensor as T
+from ..graph.ops.composite import Proj
+from ..graph.ops.scan import Scan, inner_placeholder
+from ..graph.type import TensorType, is_discrete
+from ..graph.var import Var, replace
+
+
+def _diff(var: Var) -> bool:
+    return not is_discrete(var.dtype)
+
+
+def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
+    """Cotangents for the inputs of the Scan `node`, given a tuple of cotangents of its outputs."""
+    from .autodiff import backprop
+
+    op: Scan = node.op
+    if any(op.keep):
+        raise NotImplementedError(
+            "the gradient of a scan that keeps only its last rows (rewritten to save memory)"
+        )
+    gs = g if isinstance(g, tuple) else (g,)
+    n_steps, seqs, inits, nonseqs = op.split_inputs(list(inputs))
+    n_s, n_m = op.n_states, op.n_nitsot
+    inner_in, inner_out = list(op.inner_inputs), list(op.inner_outputs)
+    tap_slices = op.tap_slices()
+    outs = [Var(Proj(i), (node,)) for i in range(n_s + n_m)]
+    lags = [op.lag(i) for i in range(n_s)]
+    if not op.until:
+        steps = n_steps
+    elif n_s:
+        steps = outs[0].shape[0] - lags[0]
+    else:
+        steps = outs[0].shape[0]
+    truncate = op.truncate_gradient
+    back_steps = T.minimum(steps, truncate) if truncate >= 0 else steps
+
+    def backward(rows: Var) -> Var:
+        """The rows of a forward-aligned array (row k = forward step k) in backward order."""
+        rows = rows[:steps][::-1]
+        return rows[:back_steps] if truncate >= 0 else rows
+
+    diff_states = [i for i in range(n_s) if _diff(inits[i])]
+    diff_seqs = [k for k in range(op.n_seqs) if _diff(seqs[k])]
+    n_ns = op.n_nonseqs
+    nonseq_ps = inner_in[len(inner_in) - n_ns :]
+    diff_nonseqs = [n for n in range(n_ns) if _diff(nonseqs[n])]
+    # -- sequences of the backward scan -------------------------------------------------------
+    b_seq_ps: list[Var] = []
+    b_seq_outer: list[Var] = []
+    for k in range(op.n_seqs):
+        b_seq_ps.append(inner_in[k])
+        b_seq_outer.append(backward(seqs[k]))
+    for i in range(n_s):
+        for p, d in zip(inner_in[tap_slices[i]], op.state_taps[i]):
+            b_seq_ps.append(p)
+            b_seq_outer.append(backward(outs[i][lags[i] + d :]))
+    stored: dict = {}  # forward inner outputs read back from the forward results, not recomputed
+    for i in range(n_s):
+        if inner_out[i].inputs and inner_out[i] not in stored:
+            stored[inner_out[i]] = q = inner_placeholder(inner_out[i].type, "stored")
+            b_seq_ps.append(q)
+            b_seq_outer.append(backward(outs[i][lags[i] :]))
+    for m in range(n_m):
+        out = inner_out[n_s + m]
+        if out.inputs and out not in stored:
+            stored[out] = q = inner_placeholder(out.type, "stored")
+            b_seq_ps.append(q)
+            b_seq_outer.append(backward(outs[n_s + m]))
+    seeds: dict = {}
+
+    def seed(var: Var, cot: Var) -> None:
+        seeds[var] = seeds[var] + cot if var in seeds else cot
+
+    given: dict = {}
+    for i in diff_states:
+        if gs[i] is not None:
+            row = TensorType(gs[i].dtype, gs[i].type.shape[1:])
+            given[i] = c = inner_placeholder(row, "g_state")
+            b_seq_ps.append(c)
+            b_seq_outer.append(backward(gs[i][lags[i] :]))
+    for m in range(n_m):
+        out = inner_out[n_s + m]
+        if gs[n_s + m] is not None and _diff(out):
+            gz = gs[n_s + m]
+            e = inner_placeholder(TensorType(gz.dtype, gz.type.shape[1:]), "g_out")
+            b_seq_ps.append(e)
+            b_seq_outer.append(backward(gs[n_s + m]))
+            seed(out, e)
+    # -- states of the backward scan: the windows, then the non-sequence accumulators -----------
+    windows: dict[int, list[Var]] = {}
+    b_state_ps, b_state_init = [], []
+    for i in diff_states:
+        row = inner_in[tap_slices[i].start].type
+        windows[i] = [inner_placeholder(row, f"w{j}") for j in range(1, lags[i] + 1)]
+        b_state_ps += windows[i]
+        b_state_init += [T.zeros_like(inits[i][:1])] * lags[i]
+        total = windows[i][-1]
+        if i in given:
+            total = total + given[i]
+        seed(inner_out[i], total)
+    accs = {n: inner_placeholder(nonseqs[n].type, "acc") for n in diff_nonseqs}
+    b_state_ps += list(accs.values())
+    b_state_init += [T.shape_padleft(T.zeros_like(nonseqs[n])) for n in diff_nonseqs]
+    wrt = [inner_in[k] for k in diff_seqs]
+    wrt += [p for i in diff_states for p in inner_in[tap_slices[i]]]
+    wrt += [nonseq_ps[n] for n in diff_nonseqs]
+    totals, _ = backprop(seeds, wrt) if seeds else ({}, set())
+
+    def cot(p: Var) -> Var | None:
+        return totals.get(id(p))
+
+    new_states = []
+    for i in diff_states:
+        lag, w = lags[i], windows[i]
+        by_row: dict[int, list] = {}
+        for p, d in zip(inner_in[tap_slices[i]], op.state_taps[i]):
+            if cot(p) is not None:
+                by_row.setdefault(lag + d + 1, []).append(cot(p))  # window index j = L + d + 1
+        for j in range(1, lag + 1):
+            parts = ([w[j - 2]] if j >= 2 else []) + by_row.get(j, [])
+            new_states.append(_sum(parts) if parts else T.zeros_like(w[0]))
+    for n in diff_nonseqs:
+        c = cot(nonseq_ps[n])
+        new_states.append(accs[n] + c if c is not None else accs[n])
+    seq_cots = [cot(inner_in[k]) for k in diff_seqs]
+    seq_cots = [
+        c if c is not None else T.zeros_like(inner_in[k]) for c, k in zip(seq_cots, diff_seqs)
+    ]
+    b_outs = new_states + seq_cots
+    b_outs = replace(b_outs, stored) if stored else b_outs
+    b_op = Scan(
+        inner_inputs=tuple(b_seq_ps + b_state_ps + list(nonseq_ps)),
+        inner_outputs=tuple(_fit_state(o, p) for o, p in zip(b_outs, b_state_ps))
+        + tuple(b_outs[len(b_state_ps) :]),
+        n_seqs=len(b_seq_ps),
+        state_taps=((-1,),) * len(b_state_ps),
+        n_nitsot=len(seq_cots),
+    )
+    b_inputs = [T.cast(back_steps, "int64")] + b_seq_outer + b_state_init + list(nonseqs)
+    b_node = Var(b_op, tuple(b_inputs))
+    finals = [Var(Proj(j), (b_node,))[-1] for j in range(len(b_state_ps))]
+    results: list = [None] * len(inputs)
+    position = 0
+    for i in diff_states:
+        window = T.stack(finals[position : position + lags[i]])
+        position += lags[i]
+        if truncate >= 0:
+            window = T.switch(T.le(steps, truncate), window, T.zeros_like(window))
+        if gs[i] is not None:
+            window = window + gs[i][: lags[i]]
+        results[1 + op.n_seqs + i] = window
+    for n in diff_nonseqs:
+        results[1 + op.n_seqs + n_s + n] = finals[position]
+        position += 1
+    for j, k in enumerate(diff_seqs):
+        rows = Var(Proj(len(b_state_ps) + j), (b_node,))[::-1]
+        seq = seqs[k]
+        if truncate < 0 and not op.until and op.exact_length:
+            results[1 + k] = rows
+        else:
+            start = steps - back_steps if truncate >= 0 else 0
+            results[1 + k] = T.set_subtensor(T.zeros_like(seq)[start:steps], rows)
+    return tuple(results)
+
+
+def _fit_state(value: Var, placeholder: Var) -> Var:
+    """A backward state's next value with the placeholder's dtype and (static) shape."""
+    if value.dtype != placeholder.dtype:
+        value = T.cast(value, placeholder.dtype)
+    if value.type.shape != placeholder.type.shape and value.ndim > placeholder.ndim:
+        value = T.sum(value, axis=tuple(range(value.ndim - placeholder.ndim)))
+    return value
+
+
+def _sum(parts: list) -> Var:
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total

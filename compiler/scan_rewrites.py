@@ -1,0 +1,370 @@
+"""Scan rewrites: drop unused outputs and inputs, hoist loop-invariant and row-wise work out of the
+loop, keep only the last row of states read only at the end, and optimize the inner graphs.
+
+`optimize_scans(outputs, optimize_body)` runs them all; each is a function `list[Var] -> list[Var]`.
+They run after differentiation (at compile time), so a gradient never sees a rewritten scan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+from ..graph import tensor as T
+from ..graph.ops.composite import Proj
+from ..graph.ops.elemwise import Elemwise
+from ..graph.ops.ifelse import IfElse
+from ..graph.ops.linalg import Dot
+from ..graph.ops.random import RandomOp
+from ..graph.ops.scan import Scan, inner_placeholder
+from ..graph.ops.subtensor import Subtensor
+from ..graph.type import TupleType
+from ..graph.var import Constant, Var, replace, toposort
+
+__all__ = ["optimize_scans", "prune_scans", "hoist_invariants", "save_memory", "optimize_bodies"]
+
+
+def optimize_scans(outputs: Sequence[Var], optimize_body: Callable | None = None) -> list[Var]:
+    """Every scan rewrite; `optimize_body(list[Var]) -> list[Var]` rewrites the inner graphs."""
+    outputs = prune_scans(outputs)
+    outputs = hoist_invariants(outputs)
+    outputs = prune_scans(outputs)  # hoisting can leave inputs unused
+    outputs = save_memory(outputs)
+    if optimize_body is not None:
+        outputs = optimize_bodies(outputs, optimize_body)
+    return outputs
+
+
+def _has_scan(outputs: Sequence[Var]) -> bool:
+    return any(isinstance(v.op, (Scan, IfElse)) for v in toposort(outputs))
+
+
+def _rebuild(outputs: Sequence[Var], transform: Callable) -> list[Var]:
+    """Rebuild bottom-up; transform(old_var, new_inputs) gives a replacement Var, or None to keep
+    the node (rebuilt on the new inputs). Projections of a replaced Scan follow its `index_map`."""
+    new: dict[int, Var] = {}
+    index_maps: dict[int, dict] = {}
+    for var in toposort(outputs):
+        inputs = tuple(new[id(x)] for x in var.inputs)
+        out = transform(var, inputs, index_maps)
+        if out is None:
+            if isinstance(var.op, Proj) and id(inputs[0]) in index_maps:
+                out = Var(Proj(index_maps[id(inputs[0])][var.op.index]), inputs, var.name)
+            elif all(a is b for a, b in zip(inputs, var.inputs)):
+                out = var
+            else:
+                out = Var(var.op, inputs, var.name)
+        new[id(var)] = out
+    return [new[id(v)] for v in outputs]
+
+
+def _users(outputs: Sequence[Var]) -> dict[int, list[Var]]:
+    users: dict[int, list[Var]] = {}
+    for var in toposort(outputs):
+        for x in var.inputs:
+            users.setdefault(id(x), []).append(var)
+    return users
+
+
+def _reached(roots: Sequence[Var], inputs: Sequence[Var]) -> set[int]:
+    """Ids of the placeholders in `inputs` that `roots` depend on."""
+    own = {id(p) for p in inputs}
+    return {id(v) for v in toposort(roots, stop=set(inputs)) if id(v) in own}
+
+
+# -- dropping unused outputs and inputs ---------------------------------------------------------
+def prune_scans(outputs: Sequence[Var]) -> list[Var]:
+    """Drop the scan outputs nothing reads (and the states and inputs only they needed)."""
+    outputs = list(outputs)
+    if not _has_scan(outputs):
+        return outputs
+    users = _users(outputs)
+    roots = {id(v) for v in outputs}
+
+    def transform(var, inputs, index_maps):
+        if not isinstance(var.op, Scan) or id(var) in roots:
+            return None
+        used = {u.op.index for u in users.get(id(var), []) if isinstance(u.op, Proj)}
+        pruned = _prune(var.op, used)
+        if pruned is None:
+            return None
+        op, kept_inputs, index_map = pruned
+        node = Var(op, tuple(inputs[j] for j in kept_inputs), var.name)
+        index_maps[id(node)] = index_map
+        return node
+
+    return _rebuild(outputs, transform)
+
+
+def _prune(op: Scan, used: set) -> tuple | None:
+    n_s, n_m = op.n_states, op.n_nitsot
+    inner_in, inner_out = list(op.inner_inputs), list(op.inner_outputs)
+    slices = op.tap_slices()
+    tap_owner = {id(p): i for i, sl in enumerate(slices) for p in inner_in[sl]}
+    states = {i for i in used if i < n_s}
+    nitsots = sorted(m for m in range(n_m) if n_s + m in used)
+    while True:  # a kept state keeps every state its next value reads
+        needed = [inner_out[i] for i in sorted(states)] + [inner_out[n_s + m] for m in nitsots]
+        needed += [inner_out[-1]] if op.until else []
+        reached = _reached(needed, inner_in)
+        more = {tap_owner[r] for r in reached if r in tap_owner} - states
+        if not more:
+            break
+        states |= more
+    states = sorted(states)
+    seqs = [k for k in range(op.n_seqs) if id(inner_in[k]) in reached]
+    n_ns = op.n_nonseqs
+    ns_start = len(inner_in) - n_ns
+    nonseqs = [n for n in range(n_ns) if id(inner_in[ns_start + n]) in reached]
+    same = (len(states), len(nitsots), len(seqs), len(nonseqs)) == (n_s, n_m, op.n_seqs, n_ns)
+    if same:
+        return None
+    if not states and not nitsots:
+        return None
+    new_in = [inner_in[k] for k in seqs] + [p for i in states for p in inner_in[slices[i]]]
+    new_in += [inner_in[ns_start + n] for n in nonseqs]
+    new_out = [inner_out[i] for i in states] + [inner_out[n_s + m] for m in nitsots]
+    new_out += [inner_out[-1]] if op.until else []
+    old_names = list(op.names) if len(op.names) == op.n_seqs + n_s + n_m else []
+    names = []
+    if old_names:
+        names = [old_names[k] for k in seqs] + [old_names[op.n_seqs + i] for i in states]
+        names += [old_names[op.n_seqs + n_s + m] for m in nitsots]
+    new_op = dataclasses.replace(
+        op, inner_inputs=tuple(new_in), inner_outputs=tuple(new_out), n_seqs=len(seqs),
+        state_taps=tuple(op.state_taps[i] for i in states), n_nitsot=len(nitsots),
+        names=tuple(names),
+        keep=tuple(op.keep[i] for i in states) if op.keep else (),
+    )
+    kept_inputs = [0] + [1 + k for k in seqs] + [1 + op.n_seqs + i for i in states]
+    kept_inputs += [1 + op.n_seqs + n_s + n for n in nonseqs]
+    index_map = {i: j for j, i in enumerate(states)}
+    index_map.update({n_s + m: len(states) + j for j, m in enumerate(nitsots)})
+    return new_op, kept_inputs, index_map
+
+
+# -- hoisting ------------------------------------------------------------------------------------
+def hoist_invariants(outputs: Sequence[Var]) -> list[Var]:
+    """Move out of each scan the inner work that does not change between steps (computed once),
+    and the row-wise work on sequences (elementwise ops, x_t @ W) as one computation over all
+    rows."""
+    outputs = list(outputs)
+    if not _has_scan(outputs):
+        return outputs
+
+    def transform(var, inputs, index_maps):
+        if not isinstance(var.op, Scan):
+            return None
+        hoisted = _hoist(var.op, list(inputs))
+        if hoisted is None:
+            return None
+        op, new_inputs = hoisted
+        node = Var(op, tuple(new_inputs), var.name)
+        index_maps[id(node)] = {i: i for i in range(len(var.type.types))}
+        return node
+
+    return _rebuild(outputs, transform)
+
+
+def _hoist(op: Scan, inputs: list[Var]) -> tuple | None:
+    inner_in, inner_out = list(op.inner_inputs), list(op.inner_outputs)
+    n_steps, seqs, inits, nonseqs = op.split_inputs(inputs)
+    n_ns = op.n_nonseqs
+    ns_ps = inner_in[len(inner_in) - n_ns :]
+    seq_ps = inner_in[: op.n_seqs]
+    outer_of = {id(p): x for p, x in zip(ns_ps, nonseqs)}
+    seq_of = {id(p): s for p, s in zip(seq_ps, seqs)}
+    # "inv": the same at every step; "row": row k of a whole-sequence value; "var": anything else
+    kind: dict[int, str] = {}
+    order = toposort(inner_out, stop=set(inner_in))
+    for v in order:
+        if id(v) in outer_of or isinstance(v.op, Constant):
+            kind[id(v)] = "inv"
+        elif id(v) in seq_of:
+            kind[id(v)] = "row"
+        elif not v.inputs or isinstance(v.type, TupleType):
+            kind[id(v)] = "var"
+        else:
+            kinds = {kind[id(x)] for x in v.inputs}
+            if kinds <= {"inv"} and not _stateful(v):
+                kind[id(v)] = "inv"
+            elif "var" not in kinds and _row_wise(v, kind):
+                kind[id(v)] = "row"
+            else:
+                kind[id(v)] = "var"
+    users: dict[int, list[Var]] = {}
+    for v in order:
+        for x in v.inputs:
+            users.setdefault(id(x), []).append(v)
+    out_ids = {id(v) for v in inner_out}
+    moved_inv, moved_row = [], []
+    for v in order:
+        k = kind[id(v)]
+        if k == "var" or not v.inputs or id(v) in seq_of:
+            continue
+        if id(v) in out_ids or any(kind[id(u)] != k for u in users.get(id(v), [])):
+            (moved_inv if k == "inv" else moved_row).append(v)
+    if not moved_inv and not moved_row:
+        return None
+    mapping: dict = {}
+    new_seq_ps, new_seqs, new_ns_ps, new_ns = [], [], [], []
+    for v in moved_inv:
+        outer = replace([v], {p: outer_of[id(p)] for p in ns_ps})[0]
+        mapping[v] = p = inner_placeholder(v.type, "hoisted")
+        new_ns_ps.append(p)
+        new_ns.append(outer)
+    batched: dict[int, Var] = {}
+    for v in moved_row:
+        mapping[v] = p = inner_placeholder(v.type, "hoisted")
+        new_seq_ps.append(p)
+        new_seqs.append(_batch(v, kind, seq_of, outer_of, batched))
+    new_out = replace(inner_out, mapping)
+    n_taps = sum(len(t) for t in op.state_taps)
+    new_in = seq_ps + new_seq_ps + inner_in[op.n_seqs : op.n_seqs + n_taps] + ns_ps + new_ns_ps
+    names = list(op.names)
+    if len(names) == op.n_seqs + op.n_states + op.n_nitsot:
+        moved = "a row-wise computation moved out of the loop"
+        names[op.n_seqs : op.n_seqs] = [moved] * len(new_seqs)
+    new_op = dataclasses.replace(
+        op, inner_inputs=tuple(new_in), inner_outputs=tuple(new_out),
+        n_seqs=op.n_seqs + len(new_seqs), names=tuple(names),
+    )
+    return new_op, [n_steps] + seqs + new_seqs + inits + nonseqs + new_ns
+
+
+def _stateful(v: Var) -> bool:
+    """Random draws read a stream state: never moved (they are not loop-invariant in meaning)."""
+    return isinstance(v.op, RandomOp)
+
+
+def _row_wise(v: Var, kind: dict) -> bool:
+    """Can v be computed for all steps at once from whole sequences and invariants?"""
+    kinds = [kind[id(x)] for x in v.inputs]
+    if isinstance(v.op, Elemwise):
+        return True
+    if isinstance(v.op, Dot):
+        a, b = v.inputs
+        return kinds == ["row", "inv"] and b.ndim == 2 and a.ndim >= 1
+    return False
+
+
+def _batch(v: Var, kind: dict, seq_of: dict, outer_of: dict, done: dict) -> Var:
+    """The whole-sequence value whose row k is v at step k."""
+    if id(v) in done:
+        return done[id(v)]
+    if id(v) in seq_of:
+        out = seq_of[id(v)]
+    elif isinstance(v.op, Dot):
+        a, b = v.inputs
+        out = T.dot(_batch(a, kind, seq_of, outer_of, done), _invariant(b, outer_of))
+    else:  # elementwise: give the time axis to every row-wise input, in front of its row axes
+        parts = []
+        for x in v.inputs:
+            if kind[id(x)] == "row":
+                whole = _batch(x, kind, seq_of, outer_of, done)
+                if x.ndim < v.ndim:
+                    pattern = [0] + ["x"] * (v.ndim - x.ndim) + list(range(1, x.ndim + 1))
+                    whole = whole.dimshuffle(*pattern)
+                parts.append(whole)
+            else:  # 0-d values broadcast as they are (and weak Python scalars stay weak)
+                whole = _invariant(x, outer_of)
+                parts.append(T.shape_padleft(whole, v.ndim + 1 - x.ndim) if x.ndim else whole)
+        out = Var(v.op, tuple(parts))
+    if out.dtype != v.dtype:
+        out = T.cast(out, v.dtype)
+    done[id(v)] = out
+    return out
+
+
+def _invariant(v: Var, outer_of: dict) -> Var:
+    return replace([v], {x_p: outer_of[id(x_p)] for x_p in toposort([v]) if id(x_p) in outer_of})[0]
+
+
+# -- memory ------------------------------------------------------------------------------------
+def save_memory(outputs: Sequence[Var]) -> list[Var]:
+    """A state whose rows are read only at the end (out[-1]: reduce, updates, gradient sums) keeps
+    only its last row instead of its whole history."""
+    outputs = list(outputs)
+    if not _has_scan(outputs):
+        return outputs
+    users = _users(outputs)
+    roots = {id(v) for v in outputs}
+    readers: dict[int, tuple] = {}  # id(reader of the last row) -> (old scan, state index)
+    plans: dict[int, list[int]] = {}
+    for var in toposort(outputs):
+        if not isinstance(var.op, Scan) or any(var.op.keep) or id(var) in roots:
+            continue
+        last_only = []
+        for u in users.get(id(var), []):
+            i = u.op.index
+            if i >= var.op.n_states or id(u) in roots:
+                continue
+            found = _last_row_readers(u, var.op.lag(i), users, roots)
+            if found is not None:
+                last_only.append(i)
+                for r in found:
+                    readers[id(r)] = (var, i)
+        if last_only:
+            plans[id(var)] = last_only
+    if not plans:
+        return outputs
+
+    def transform(var, inputs, index_maps):
+        if id(var) in plans:
+            keep = [1 if i in plans[id(var)] else 0 for i in range(var.op.n_states)]
+            node = Var(dataclasses.replace(var.op, keep=tuple(keep)), inputs, var.name)
+            index_maps[id(node)] = {i: i for i in range(len(var.type.types))}
+            new_nodes[id(var)] = node
+            return node
+        if id(var) in readers:
+            scan_node, i = readers[id(var)]
+            return Var(Proj(i), (new_nodes[id(scan_node)],))[-1]
+        return None
+
+    new_nodes: dict[int, Var] = {}
+    return _rebuild(outputs, transform)
+
+
+def _last_row_readers(proj: Var, lag: int, users: dict, roots: set) -> list[Var] | None:
+    """The nodes reading proj[-1] (directly or as proj[lag:][-1]), if that is all that reads it."""
+    found = []
+    for u in users.get(id(proj), []):
+        if not isinstance(u.op, Subtensor):
+            return None
+        if u.op.idx == (-1,):
+            found.append(u)
+        elif u.op.idx == (("slice", lag, None, None),) and id(u) not in roots:
+            for w in users.get(id(u), []):
+                if not isinstance(w.op, Subtensor) or w.op.idx != (-1,):
+                    return None
+                found.append(w)
+        else:
+            return None
+    return found or None
+
+
+# -- inner graphs ------------------------------------------------------------------------------
+def optimize_bodies(outputs: Sequence[Var], optimize_body: Callable) -> list[Var]:
+    """Rewrite the inner graph of every scan and ifelse with `optimize_body` (the pipeline)."""
+    outputs = list(outputs)
+    if not _has_scan(outputs):
+        return outputs
+
+    def transform(var, inputs, index_maps):
+        op = var.op
+        if isinstance(op, Scan):
+            body = tuple(optimize_body(list(op.inner_outputs)))
+            new_op = dataclasses.replace(op, inner_outputs=body)
+        elif isinstance(op, IfElse):
+            new_op = dataclasses.replace(
+                op, then_outputs=tuple(optimize_body(list(op.then_outputs))),
+                else_outputs=tuple(optimize_body(list(op.else_outputs))),
+            )
+        else:
+            return None
+        node = Var(new_op, inputs, var.name)
+        if isinstance(var.type, TupleType):
+            index_maps[id(node)] = {i: i for i in range(len(var.type.types))}
+        return node
+
+    return _rebuild(outputs, transform)

@@ -1,0 +1,134 @@
+"""Scan rewrites: each gives the expected graph, and the values agree with the graph before it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import theanine
+import theanine.tensor as T
+from theanine.compiler import pipeline
+from theanine.compiler.scan import reduce as scan_reduce, scan
+from theanine.compiler.scan_rewrites import (
+    hoist_invariants,
+    optimize_bodies,
+    optimize_scans,
+    prune_scans,
+    save_memory,
+)
+from theanine.graph.evaluate import evaluate
+from theanine.graph.ops.composite import Composite
+from theanine.graph.ops.elemwise import Exp
+from theanine.graph.ops.linalg import Dot
+from theanine.graph.ops.scan import Scan
+from theanine.graph.random import RandomStreams
+from theanine.graph.var import toposort
+from theanine.kernels.py import BACKEND
+
+
+def f64(value):
+    """A float64 constant (Python floats would be floatX)."""
+    return T.constant(value, dtype="float64")
+
+
+RNG = np.random.default_rng(5)
+
+
+def scans(outputs):
+    return [v for v in toposort(outputs) if isinstance(v.op, Scan)]
+
+
+def inner_ops(op: Scan) -> list[type]:
+    return [type(v.op) for v in toposort(op.inner_outputs) if v.inputs]
+
+
+def same_values(before, after, values):
+    for a, b in zip(evaluate(before, values), evaluate(after, values)):
+        np.testing.assert_allclose(b, a, rtol=1e-12)
+
+
+def rnn():
+    X, W, U, h0 = T.dmatrix("X"), T.dmatrix("W"), T.dmatrix("U"), T.dvector("h0")
+    step = lambda x, h, W, U: T.tanh(T.dot(x, U) + T.dot(h, W) + T.exp(W).sum())  # noqa: E731
+    hs, _ = scan(step, sequences=X, outputs_info=h0, non_sequences=[W, U])
+    values = {X: RNG.normal(size=(5, 3)), W: RNG.normal(size=(4, 4)) * 0.3,
+              U: RNG.normal(size=(3, 4)),
+              h0: RNG.normal(size=4)}
+    return hs, (X, W, U, h0), values
+
+
+def test_prune_drops_unused_outputs_and_the_inputs_only_they_read():
+    x, y = T.dvector("x"), T.dvector("y")
+    (a, b, c), _ = scan(lambda u, v, s: (u * 2, v + 1, s + u), sequences=[x, y],
+                        outputs_info=[None, None, f64(0.0)])
+    values = {x: RNG.normal(size=4), y: RNG.normal(size=4)}
+    (node,) = scans([a, c])
+    after = prune_scans([a, c])
+    (new,) = scans(after)
+    assert (new.op.n_seqs, new.op.n_states, new.op.n_nitsot) == (1, 1, 1)  # y and b are gone
+    assert y not in toposort(after)
+    same_values([a, c], after, values)
+    assert prune_scans([a, b, c])[1] is b  # nothing to drop: the graph is unchanged
+
+
+def test_prune_keeps_a_state_that_a_kept_output_reads():
+    (s, t), _ = scan(lambda s, t: (s + 1.0, t + s), outputs_info=[f64(0.0),
+                                                                f64(0.0)], n_steps=4)
+    after = prune_scans([t])
+    assert scans(after)[0].op.n_states == 2
+    np.testing.assert_allclose(evaluate(after, {})[0], [0, 1, 3, 6])
+
+
+def test_hoisting_moves_the_input_projection_and_invariants_out_of_the_loop():
+    hs, _, values = rnn()
+    after = hoist_invariants([hs])
+    (node,) = scans(prune_scans(after))
+    ops = inner_ops(node.op)
+    assert Exp not in ops  # exp(W).sum() is computed once
+    assert ops.count(Dot) == 1  # only h @ W stays in the loop
+    outer_dot = [x for x in node.inputs if isinstance(x.op, Dot)]
+    assert len(outer_dot) == 1 and outer_dot[0].ndim == 2  # X @ U: one product for all rows
+    same_values([hs], after, values)
+
+
+def test_random_draws_stay_in_the_loop():
+    srng = RandomStreams(1)
+    out, updates = scan(lambda h: h + srng.uniform((2,), dtype="float64"),
+                        outputs_info=T.zeros((2,), dtype="float64"), n_steps=3)
+    (node,) = scans(hoist_invariants([out]))
+    assert "RandomDraw" in [t.__name__ for t in inner_ops(node.op)]
+
+
+def test_save_memory_keeps_only_the_last_row_when_only_it_is_read():
+    x = T.dvector("x")
+    total, _ = scan_reduce(lambda a, s: s + a, sequences=x, outputs_info=f64(0.0))
+    after = save_memory([total])
+    (node,) = scans(after)
+    assert node.op.keep == (1,)
+    values = RNG.normal(size=6)
+    np.testing.assert_allclose(evaluate(after, {x: values})[0], values.sum())
+    hs, _, _ = rnn()
+    assert scans(save_memory([hs]))[0].op.keep == ()  # the whole history is an output
+
+
+def test_gradient_accumulators_keep_one_row_and_values_agree():
+    hs, (X, W, U, h0), values = rnn()
+    outs = [hs[-1]] + theanine.grad(hs[-1].sum(), [W, U, h0])
+    after = optimize_scans(outs)
+    forward, backward = sorted(scans(after), key=lambda v: v.op.n_states)
+    assert forward.op.keep == ()  # the backward pass reads the forward history
+    assert backward.op.keep == (1,) * backward.op.n_states
+    same_values(outs, after, values)
+
+
+def test_inner_graphs_are_optimized_by_the_pipeline():
+    hs, _, values = rnn()
+
+    def optimize(outputs):
+        return pipeline.optimize(outputs, BACKEND)
+
+    after = optimize_bodies(optimize([hs]), optimize)
+    (node,) = scans(after)
+    assert Composite in inner_ops(node.op)  # the step's elementwise chain is fused
+    same_values([hs], after, values)
+    f_after = optimize_scans(optimize([hs]), optimize)
+    same_values([hs], f_after, values)
