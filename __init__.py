@@ -33,10 +33,22 @@ from theanine.graph import nnet as _nnet  # noqa: E402
 from theanine.graph import printing  # noqa: E402
 
 from theanine.graph import random as _random  # noqa: E402
+from theanine.graph import signal as _signal  # noqa: E402
+from theanine.graph.ops import batchnorm as _batchnorm, conv as _conv  # noqa: E402
+from theanine.compiler import ifelse as _ifelse, scan as _scan  # noqa: E402
+from theanine.compiler.scan import foldl, foldr, map, reduce, scan  # noqa: E402,A004
 
 _alias("gradient", gradient)
 tensor.shared_randomstreams = _alias("tensor.shared_randomstreams", _random)
 tensor.random = _alias("tensor.random", _random)
+tensor.signal = _alias("tensor.signal", types.ModuleType(f"{__name__}.tensor.signal", "Theano's signal: pool"))
+tensor.signal.pool = _alias("tensor.signal.pool", _signal)
+tensor.extra_ops = _alias("tensor.extra_ops", tensor)
+_nnet.bn = _alias("tensor.nnet.bn", _batchnorm)
+_nnet.abstract_conv = _alias("tensor.nnet.abstract_conv", _conv)
+_nnet.conv = _alias("tensor.nnet.conv", _conv)
+scan_module = _alias("scan_module", _scan)
+ifelse = _alias("ifelse", _ifelse)
 sandbox = _alias("sandbox", types.ModuleType(f"{__name__}.sandbox", "Theano's sandbox: rng_mrg"))
 sandbox.rng_mrg = _alias("sandbox.rng_mrg", _random)
 _alias("printing", printing)

@@ -187,7 +187,17 @@ def merge_siblings(outputs: Sequence[Var], supported: Supported = default_suppor
                 group_below |= below[id(other)]
         if len(group) > 1:
             grouped.update(id(g) for g in group)
-            groups.append(group)
+            groups.append((group, group_bits, group_below))
+    # Two merged groups that depend on each other through different members would form a cycle:
+    # this round merges only groups with no dependency between them; the next round sees the rest.
+    accepted, taken_bits, taken_below = [], 0, 0
+    for group, group_bits, group_below in groups:
+        if group_below & taken_bits or taken_below & group_bits:
+            continue
+        accepted.append(group)
+        taken_bits |= group_bits
+        taken_below |= group_below
+    groups = accepted
     if not groups:
         return list(outputs)
     replacement: dict[int, tuple[int, int]] = {}
@@ -246,4 +256,10 @@ def rebuild_graph(outputs: Sequence[Var], deps: Callable, make: Callable) -> dic
 
 def fuse_elementwise(outputs: Sequence[Var], supported: Supported = default_supported) -> list[Var]:
     """Fuse elementwise trees into Composites, then merge sibling Composites that share inputs."""
-    return merge_siblings(fuse_trees(outputs, supported), supported)
+    outputs = fuse_trees(outputs, supported)
+    for _ in range(64):  # each round merges independent groups; a few rounds reach the fixed point
+        merged = merge_siblings(outputs, supported)
+        if all(a is b for a, b in zip(merged, outputs)):
+            break
+        outputs = merged
+    return outputs

@@ -27,13 +27,20 @@ def ifelse(condition: Any, then_branch: Any, else_branch: Any, name: str | None 
     if cond.ndim != 0:
         raise TypeError(f"ifelse: the condition must be a scalar, got {cond} of type {cond.type}")
     single = not isinstance(then_branch, (list, tuple))
-    thens = [as_tensor_variable(x) for x in _as_list(then_branch)]
-    elses = [as_tensor_variable(x) for x in _as_list(else_branch)]
+    thens, elses = _as_list(then_branch), _as_list(else_branch)
     if len(thens) != len(elses) or not thens:
         raise ValueError(
             f"ifelse: the then branch has {len(thens)} output(s) and the else branch {len(elses)}; "
             "give both the same number (at least one)"
         )
+    # As Theano: a plain number or array in one branch takes the dtype of the other branch.
+    for k, (a, b) in enumerate(zip(thens, elses)):
+        if not isinstance(a, Var) and isinstance(b, Var):
+            thens[k] = as_tensor_variable(a, dtype=b.dtype)
+        elif not isinstance(b, Var) and isinstance(a, Var):
+            elses[k] = as_tensor_variable(b, dtype=a.dtype)
+    thens = [as_tensor_variable(x) for x in thens]
+    elses = [as_tensor_variable(x) for x in elses]
     for k, (a, b) in enumerate(zip(thens, elses)):
         if a.dtype != b.dtype or a.ndim != b.ndim:
             raise TypeError(

@@ -28,7 +28,8 @@ def optimize(outputs: Sequence[Var], backend=None, report: list | None = None) -
     """Rewrite `outputs` for `backend`: returns the same number of Vars computing the same values.
 
     The order: canonicalize (fold constants, normal forms, identities, shapes) -> drop the gradient-
-    shaping ops -> stabilize -> specialize (sqr, gemm, ...) -> canonicalize again -> fuse elementwise.
+    shaping ops -> stabilize -> specialize (sqr, gemm, ...) -> max+argmax -> scan and ifelse bodies
+    (pruned, loop-invariant work hoisted, each body optimized by this same function) -> fuse elementwise.
     THEANINE_FLAGS: optimizer=None skips everything, optimizer=fast_compile keeps only canonicalize and
     stabilize, optimizer_excluding=a:b drops rules or whole passes by name.
     """
@@ -51,6 +52,11 @@ def optimize(outputs: Sequence[Var], backend=None, report: list | None = None) -
     run("specialize", canonical + specialize)
     if not fast and "max_and_argmax" not in excluded:
         outputs = _timed("max_and_argmax", merge_max_and_argmax, outputs, report)
+    if "scan" not in excluded:  # loop and branch bodies: prune, hoist, save memory, rewrite inside
+        from .scan_rewrites import optimize_scans
+
+        outputs = _timed("scan", lambda outs: optimize_scans(outs, lambda inner: optimize(inner, backend)),
+                         outputs, report)
     if not fast and "fuse" not in excluded:
         supported = backend.supported if backend is not None else (lambda var: True)
         outputs = _timed("fuse", lambda outs: fuse_elementwise(outs, supported), outputs, report)

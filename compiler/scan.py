@@ -42,6 +42,7 @@ class _Seq:
         return self.var.shape[0] - span if span else self.var.shape[0]
 
     def static_length(self) -> int | None:
+        """The number of steps, when the static shape knows the sequence's length."""
         n = self.var.type.shape[0]
         return None if n is None else n - (self.hi - self.lo)
 
@@ -61,6 +62,7 @@ class _Out:
 
     @property
     def lag(self) -> int:
+        """How many past values the taps reach back."""
         return -min(self.taps)
 
     def row_type(self) -> TensorType:
@@ -267,15 +269,14 @@ def _n_steps(n_steps: Any, seqs: list[_Seq], go_backwards: bool) -> tuple[Var, b
             raise ValueError(
                 f"scan: {seq.label} is too short for its taps: {seq.var.type.shape[0]} rows"
             )
-        if length != known[0][1]:
-            raise ValueError(
-                f"scan: the sequences have different lengths: {seq.label} gives {length} steps, "
-                f"{known[0][0].label} gives {known[0][1]}; slice them to the same length or pass "
-                "n_steps"
-            )
-    if known:
-        return T.constant(np.int64(known[0][1])), True, go_backwards
-    return T.cast(seqs[0].length(), "int64"), True, go_backwards
+    # Theano runs as many steps as the shortest sequence gives (its scan tutorial's polynomial
+    # example pairs a coefficient vector with T.arange(10000)); the longer ones are cut.
+    if len(known) == len(seqs):
+        return T.constant(np.int64(min(length for _, length in known))), False, go_backwards
+    n = T.cast(seqs[0].length(), "int64")
+    for seq in seqs[1:]:
+        n = T.minimum(n, T.cast(seq.length(), "int64"))
+    return n, len(seqs) == 1, go_backwards
 
 
 def scan(

@@ -113,9 +113,6 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
         if i in given:
             total = total + given[i]
         seed(inner_out[i], total)
-    accs = {n: inner_placeholder(nonseqs[n].type, "acc") for n in diff_nonseqs}
-    b_state_ps += list(accs.values())
-    b_state_init += [T.shape_padleft(T.zeros_like(nonseqs[n])) for n in diff_nonseqs]
     wrt = [inner_in[k] for k in diff_seqs]
     wrt += [p for i in diff_states for p in inner_in[tap_slices[i]]]
     wrt += [nonseq_ps[n] for n in diff_nonseqs]
@@ -123,6 +120,13 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
 
     def cot(p: Var) -> Var | None:
         return totals.get(id(p))
+
+    # An input whose placeholder gets no cotangent in the step is disconnected (None), as in Theano.
+    diff_nonseqs = [n for n in diff_nonseqs if cot(nonseq_ps[n]) is not None]
+    diff_seqs = [k for k in diff_seqs if cot(inner_in[k]) is not None]
+    accs = {n: inner_placeholder(nonseqs[n].type, "acc") for n in diff_nonseqs}
+    b_state_ps += list(accs.values())
+    b_state_init += [T.shape_padleft(T.zeros_like(nonseqs[n])) for n in diff_nonseqs]
 
     new_states = []
     for i in diff_states:
@@ -134,13 +138,8 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
         for j in range(1, lag + 1):
             parts = ([w[j - 2]] if j >= 2 else []) + by_row.get(j, [])
             new_states.append(_sum(parts) if parts else T.zeros_like(w[0]))
-    for n in diff_nonseqs:
-        c = cot(nonseq_ps[n])
-        new_states.append(accs[n] + c if c is not None else accs[n])
+    new_states += [accs[n] + cot(nonseq_ps[n]) for n in diff_nonseqs]
     seq_cots = [cot(inner_in[k]) for k in diff_seqs]
-    seq_cots = [
-        c if c is not None else T.zeros_like(inner_in[k]) for c, k in zip(seq_cots, diff_seqs)
-    ]
     b_outs = new_states + seq_cots
     b_outs = replace(b_outs, stored) if stored else b_outs
     b_op = Scan(
@@ -159,6 +158,9 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
     for i in diff_states:
         window = T.stack(finals[position : position + lags[i]])
         position += lags[i]
+        taps = inner_in[tap_slices[i]]
+        if gs[i] is None and all(cot(p) is None for p in taps):
+            continue  # the initial value reaches nothing that has a cotangent
         if truncate >= 0:
             window = T.switch(T.le(steps, truncate), window, T.zeros_like(window))
         if gs[i] is not None:

@@ -1,5 +1,6 @@
-"""Scan rewrites: drop unused outputs and inputs, hoist loop-invariant and row-wise work out of the
-loop, keep only the last row of states read only at the end, and optimize the inner graphs.
+"""Scan and ifelse rewrites: drop unused scan outputs and inputs, hoist loop-invariant and row-wise
+work out of loops, keep only the last row of states read only at the end, let branches read values
+computed anyway, and optimize the inner graphs.
 
 `optimize_scans(outputs, optimize_body)` runs them all; each is a function `list[Var] -> list[Var]`.
 They run after differentiation (at compile time), so a gradient never sees a rewritten scan.
@@ -21,7 +22,10 @@ from ..graph.ops.subtensor import Subtensor
 from ..graph.type import TupleType
 from ..graph.var import Constant, Var, replace, toposort
 
-__all__ = ["optimize_scans", "prune_scans", "hoist_invariants", "save_memory", "optimize_bodies"]
+__all__ = [
+    "optimize_scans", "prune_scans", "hoist_invariants", "save_memory", "optimize_bodies",
+    "share_branch_work",
+]
 
 
 def optimize_scans(outputs: Sequence[Var], optimize_body: Callable | None = None) -> list[Var]:
@@ -30,6 +34,7 @@ def optimize_scans(outputs: Sequence[Var], optimize_body: Callable | None = None
     outputs = hoist_invariants(outputs)
     outputs = prune_scans(outputs)  # hoisting can leave inputs unused
     outputs = save_memory(outputs)
+    outputs = share_branch_work(outputs)
     if optimize_body is not None:
         outputs = optimize_bodies(outputs, optimize_body)
     return outputs
@@ -173,7 +178,8 @@ def _hoist(op: Scan, inputs: list[Var]) -> tuple | None:
     ns_ps = inner_in[len(inner_in) - n_ns :]
     seq_ps = inner_in[: op.n_seqs]
     outer_of = {id(p): x for p, x in zip(ns_ps, nonseqs)}
-    seq_of = {id(p): s for p, s in zip(seq_ps, seqs)}
+    # Sequences may be longer than the loop runs (Theano cuts them to the shortest): batch n rows.
+    seq_of = {id(p): s[:n_steps] for p, s in zip(seq_ps, seqs)}
     # "inv": the same at every step; "row": row k of a whole-sequence value; "var": anything else
     kind: dict[int, str] = {}
     order = toposort(inner_out, stop=set(inner_in))
@@ -266,9 +272,9 @@ def _batch(v: Var, kind: dict, seq_of: dict, outer_of: dict, done: dict) -> Var:
                     pattern = [0] + ["x"] * (v.ndim - x.ndim) + list(range(1, x.ndim + 1))
                     whole = whole.dimshuffle(*pattern)
                 parts.append(whole)
-            else:  # 0-d values broadcast as they are (and weak Python scalars stay weak)
+            else:  # an invariant broadcasts over the time axis and any missing row axes
                 whole = _invariant(x, outer_of)
-                parts.append(T.shape_padleft(whole, v.ndim + 1 - x.ndim) if x.ndim else whole)
+                parts.append(T.shape_padleft(whole, v.ndim + 1 - x.ndim))
         out = Var(v.op, tuple(parts))
     if out.dtype != v.dtype:
         out = T.cast(out, v.dtype)
@@ -368,3 +374,72 @@ def optimize_bodies(outputs: Sequence[Var], optimize_body: Callable) -> list[Var
         return node
 
     return _rebuild(outputs, transform)
+
+
+# -- ifelse --------------------------------------------------------------------------------------
+def share_branch_work(outputs: Sequence[Var]) -> list[Var]:
+    """A branch of an ifelse that recomputes a value the function computes anyway (outside any
+    branch) gets that value as an input instead: laziness never costs a second computation."""
+    outputs = list(outputs)
+    order = toposort(outputs)
+    if not any(isinstance(v.op, IfElse) for v in order):
+        return outputs
+    outer_ids = {id(v) for v in order}
+    # values below an ifelse are rebuilt when it changes: only share values independent of them
+    after_ifelse: set[int] = set()
+    for v in order:
+        if isinstance(v.op, IfElse) or any(id(x) in after_ifelse for x in v.inputs):
+            after_ifelse.add(id(v))
+
+    def transform(var, inputs, index_maps):
+        if not isinstance(var.op, IfElse):
+            return None
+        cut = _shared_branch_values(var, outer_ids, after_ifelse)
+        if not cut:
+            return None
+        op = var.op
+        mapping = {n: inner_placeholder(n.type, "shared") for n in cut}
+        new_op = dataclasses.replace(
+            op, inner_inputs=op.inner_inputs + tuple(mapping.values()),
+            then_outputs=tuple(replace(list(op.then_outputs), mapping)),
+            else_outputs=tuple(replace(list(op.else_outputs), mapping)),
+        )
+        node = Var(new_op, tuple(inputs) + tuple(cut.values()), var.name)
+        if isinstance(var.type, TupleType):
+            index_maps[id(node)] = {i: i for i in range(len(var.type.types))}
+        return node
+
+    return _rebuild(outputs, transform)
+
+
+def _shared_branch_values(var: Var, outer_ids: set, after_ifelse: set) -> dict:
+    """{inner node: the identical outer node} for the largest such nodes of the branches."""
+    op: IfElse = var.op
+    outer: dict[int, Var] = {id(p): x for p, x in zip(op.inner_inputs, var.inputs[1:])}
+    found: dict = {}
+    for branch in (op.then_outputs, op.else_outputs):
+        order = toposort(branch, stop=set(op.inner_inputs))
+        for n in order:
+            if id(n) in outer:
+                continue
+            if not n.inputs:
+                if isinstance(n.op, Constant):
+                    outer[id(n)] = n
+                continue
+            if not all(id(x) in outer for x in n.inputs):
+                continue
+            key = (n.op, tuple(id(outer[id(x)]) for x in n.inputs))
+            same = Var._interned.get(key)  # the outer node, if the function builds it
+            if same is not None and id(same) in outer_ids and id(same) not in after_ifelse:
+                outer[id(n)] = same
+        users: dict[int, list] = {}
+        for n in order:
+            for x in n.inputs:
+                users.setdefault(id(x), []).append(n)
+        roots = {id(o) for o in branch}
+        for n in order:
+            if not n.inputs or id(n) not in outer or n in found:
+                continue
+            if id(n) in roots or any(id(u) not in outer for u in users.get(id(n), [])):
+                found[n] = outer[id(n)]
+    return found

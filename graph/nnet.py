@@ -34,7 +34,7 @@ from .ops.nnet import (  # noqa: F401
     ultra_fast_sigmoid,
 )
 
-# conv2d, batch_normalization (and the abstract_conv / bn helpers) are added here by their owners.
+# Convolution and batch normalization, with Theano's submodule names as attributes.
 from .ops import batchnorm as bn  # noqa: E402  (T.nnet.bn.batch_normalization_train, as Theano)
 from .ops import conv as abstract_conv  # noqa: E402  (T.nnet.abstract_conv.conv2d)
 from .ops import conv  # noqa: E402,F401  (the old T.nnet.conv.conv2d entry point)
@@ -43,7 +43,7 @@ from .ops.batchnorm import (  # noqa: E402
     batch_normalization_test,
     batch_normalization_train,
 )
-from .ops.conv import conv2d  # noqa: E402
+from .ops.conv import conv2d, conv2d_transpose  # noqa: E402
 
 __all__ = [
     "Elu", "HardSigmoid", "LogSoftmax", "Relu", "SelectClass", "SelectClassGrad", "Selu", "Sigmoid",
@@ -52,5 +52,5 @@ __all__ = [
     "crossentropy_softmax_1hot_with_bias", "elu", "hard_sigmoid", "log_softmax", "logsoftmax",
     "relu", "selu", "sigmoid", "sigmoid_binary_crossentropy", "softmax", "softmax_with_bias",
     "softplus", "softsign", "ultra_fast_sigmoid",
-    "conv2d", "batch_normalization", "batch_normalization_train", "batch_normalization_test",
+    "conv2d", "conv2d_transpose", "batch_normalization", "batch_normalization_train", "batch_normalization_test",
 ]

@@ -28,14 +28,14 @@ AveragePoolGrad = AveragePool2dGrad
 _warned: set = set()
 
 
-def _warn_once(old: str, new: str) -> None:
+def _warn_once(old: str, new: str, stacklevel: int) -> None:
     if old in _warned:
         return
     _warned.add(old)
     warnings.warn(
         f"pool_2d: the {old!r} argument is deprecated and will be removed; use {new!r} instead",
         DeprecationWarning,
-        stacklevel=4,
+        stacklevel=stacklevel + 1,
     )
 
 
@@ -60,7 +60,7 @@ def _renamed(new_value, old_value, new: str, old: str):
         return new_value
     if new_value is not None:
         raise ValueError(f"pool_2d: give {new!r} or its deprecated alias {old!r}, not both")
-    _warn_once(old, new)
+    _warn_once(old, new, 4)  # the user's line, above pool_2d and this helper
     return old_value
 
 
@@ -82,13 +82,16 @@ def pool_2d(
     if padding is not None:
         if pad not in ((0, 0), None):
             raise ValueError("pool_2d: give 'pad' or its deprecated alias 'padding', not both")
-        _warn_once("padding", "pad")
+        _warn_once("padding", "pad", 3)
         pad = padding
     if ws is None:
         raise ValueError("pool_2d: the window size ws is required, e.g. ws=(2, 2)")
     x = as_tensor_variable(input)
     if x.ndim < 2:
-        raise TypeError(f"pool_2d: needs an input with at least 2 dimensions, got {x.describe()} of type {x.type}")
+        raise TypeError(
+            f"pool_2d: needs an input with at least 2 dimensions, got {x.describe()} of type "
+            f"{x.type}"
+        )
     if ignore_border is None:
         # Theano 1.0 warns and uses False; the same, so old programs keep their output shapes
         warnings.warn(
@@ -108,13 +111,15 @@ def pool_2d(
     return Var(Pool2d(ws, bool(ignore_border), stride, pad, mode), (x,))
 
 
-def max_pool_2d(input, ds, ignore_border=None, st=None, padding=(0, 0), mode: str = "max") -> Var:  # noqa: A002
+def max_pool_2d(  # noqa: A002  (Theano's argument names)
+    input, ds, ignore_border=None, st=None, padding=(0, 0), mode: str = "max"
+) -> Var:
     """Theano 0.8's name for pool_2d (window `ds`, stride `st`)."""
     return pool_2d(input, ws=ds, ignore_border=ignore_border, stride=st, pad=padding, mode=mode)
 
 
 def max_pool_2d_same_size(input, patch_size) -> Var:  # noqa: A002
-    """The input with every entry that is not the maximum of its (non-overlapping) patch set to 0."""
+    """The input with each entry that is not the maximum of its (disjoint) patch set to 0."""
     x = as_tensor_variable(input)
     patch = _pair(patch_size, "patch_size", 1)
     pooled = pool_2d(x, ws=patch, ignore_border=True)

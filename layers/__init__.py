@@ -4,7 +4,7 @@ import sys as _sys
 
 from . import init, nonlinearities, objectives, random, regularization, updates, utils
 from .base import InputLayer, Layer, MergeLayer
-from .conv import Conv2DLayer
+from .conv import Conv2DLayer, Deconv2DLayer, TransposedConv2DLayer
 from .dense import (
     BiasLayer,
     DenseLayer,

@@ -1,4 +1,4 @@
-"""Batch normalization (Lasagne's `layers.normalization`): BatchNormLayer and the batch_norm helper."""
+"""Batch normalization (Lasagne's `layers.normalization`): BatchNormLayer and batch_norm."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class BatchNormLayer(Layer):
 
     >>> from theanine.layers import InputLayer, BatchNormLayer
     >>> layer = BatchNormLayer(InputLayer((None, 3, 5, 4)))
-    >>> [p.name for p in layer.get_params()], layer.gamma.get_value().shape
+    >>> [p.name for p in layer.get_params(trainable=True)], layer.gamma.get_value().shape
     (['beta', 'gamma'], (3,))
     """
 
@@ -51,10 +51,14 @@ class BatchNormLayer(Layer):
                 f"BatchNormLayer needs known sizes on every axis it does not normalize over; "
                 f"input shape {self.input_shape}, axes {axes}"
             )
-        self.beta = None if beta is None else self.add_param(beta, shape, "beta", regularizable=False)
+        fixed = dict(trainable=False, regularizable=False)
+        self.beta = None
+        if beta is not None:
+            self.beta = self.add_param(beta, shape, "beta", regularizable=False)
         self.gamma = None if gamma is None else self.add_param(gamma, shape, "gamma")
-        self.mean = self.add_param(mean, shape, "mean", trainable=False, regularizable=False)
-        self.inv_std = self.add_param(inv_std, shape, "inv_std", trainable=False, regularizable=False)
+        self.mean = self.add_param(mean, shape, "mean", **fixed)
+        self.inv_std = self.add_param(inv_std, shape, "inv_std", **fixed)
+        self.get_output_kwargs = ["batch_norm_use_averages", "batch_norm_update_averages"]
 
     def get_output_for(self, input: Var, deterministic: bool = False,  # noqa: A002
                        batch_norm_use_averages=None, batch_norm_update_averages=None,
@@ -62,24 +66,29 @@ class BatchNormLayer(Layer):
         """(input - mean) * gamma * inv_std + beta, with batch or running statistics."""
         batch_mean = input.mean(self.axes)
         batch_inv_std = T.inv(T.sqrt(input.var(self.axes) + self.epsilon))
-        use_averages = deterministic if batch_norm_use_averages is None else batch_norm_use_averages
-        update = not deterministic if batch_norm_update_averages is None else batch_norm_update_averages
+        use_averages, update = batch_norm_use_averages, batch_norm_update_averages
+        use_averages = deterministic if use_averages is None else use_averages
+        update = not deterministic if update is None else update
         mean, inv_std = (self.mean, self.inv_std) if use_averages else (batch_mean, batch_inv_std)
         if update:
-            if not (isinstance(self.mean, SharedVariable) and isinstance(self.inv_std, SharedVariable)):
+            stored = (self.mean, self.inv_std)
+            if not all(isinstance(v, SharedVariable) for v in stored):
                 raise TypeError(
                     "BatchNormLayer: updating the running averages needs mean and inv_std to be "
                     "shared variables; pass batch_norm_update_averages=False"
                 )
             # As Lasagne: aliases of the stored statistics carry the update, and enter the graph
-            # as 0 * alias, so only functions built from this output update them.
+            # (as 0 * alias when unused), so only functions built from this output update them.
             running_mean, running_inv_std = _alias(self.mean), _alias(self.inv_std)
             running_mean.default_update = (1 - self.alpha) * running_mean + self.alpha * batch_mean
             running_inv_std.default_update = (
                 (1 - self.alpha) * running_inv_std + self.alpha * batch_inv_std
             )
-            mean = mean + 0 * running_mean
-            inv_std = inv_std + 0 * running_inv_std
+            if use_averages:  # the aliases hold the stored values (read before any update)
+                mean, inv_std = running_mean, running_inv_std
+            else:
+                mean = mean + 0 * running_mean
+                inv_std = inv_std + 0 * running_inv_std
         own_axes = iter(range(input.ndim - len(self.axes)))
         pattern = ["x" if axis in self.axes else next(own_axes) for axis in range(input.ndim)]
         beta = 0 if self.beta is None else self.beta.dimshuffle(*pattern)

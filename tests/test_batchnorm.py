@@ -1,4 +1,4 @@
-"""Batch normalization: T.nnet.batch_normalization(_train/_test) and BatchNormLayer with running averages."""
+"""Batch normalization: T.nnet.batch_normalization(_train/_test), BatchNormLayer, averages."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def numpy_train(x, gamma, beta, axes, eps, factor, running_mean, running_var):
     return (x - mean) * gamma * invstd + beta, mean, invstd, new_mean, new_var
 
 
-@pytest.mark.parametrize("axes, resolved", [("per-activation", (0,)), ("spatial", (0, 2, 3)), ((0, 3), (0, 3))])
+@pytest.mark.parametrize(
+    "axes, resolved", [("per-activation", (0,)), ("spatial", (0, 2, 3)), ((0, 3), (0, 3))]
+)
 def test_batch_normalization_train_matches_numpy(axes, resolved):
     x = RNG.normal(size=(4, 3, 5, 2)) * 2 + 1
     pshape = tuple(1 if a in resolved else n for a, n in enumerate(x.shape))
@@ -49,23 +51,25 @@ def test_batch_normalization_train_matches_numpy(axes, resolved):
     expected = numpy_train(x, gamma, beta, resolved, 1e-3, 0.2, rm, rv)
     for got, want in zip(values, expected):
         np.testing.assert_allclose(got, want, rtol=1e-10)
-    out, mean, invstd = T.nnet.batch_normalization_train(*map(T.constant, (x, gamma, beta)), axes=axes)
+    constants = map(T.constant, (x, gamma, beta))
+    out, mean, invstd = T.nnet.batch_normalization_train(*constants, axes=axes)
     assert mean.type.shape == pshape and out.type.shape == x.shape
 
 
 def test_batch_normalization_train_with_reduced_parameters_and_gradient():
     x = RNG.normal(size=(5, 3, 2))
     gamma, beta = RNG.normal(size=(3,)), RNG.normal(size=(3,))
-    value, mean = run(lambda a, g, b: T.nnet.batch_normalization_train(a, g, b, "spatial")[1], x, gamma, beta)
+    train = T.nnet.batch_normalization_train
+    value, mean = run(lambda a, g, b: train(a, g, b, "spatial")[1], x, gamma, beta)
     assert mean.type.shape == (3,)
     np.testing.assert_allclose(value, x.mean(axis=(0, 2)), rtol=1e-12)
-    check_grad(lambda a, g, b: T.nnet.batch_normalization_train(a, g, b, "spatial")[0], [x, gamma, beta])
+    check_grad(lambda a, g, b: train(a, g, b, "spatial")[0], [x, gamma, beta])
     with pytest.raises(ValueError, match="parameters must have 3 dimensions .* or 1"):
         T.nnet.batch_normalization_train(T.tensor3(), T.matrix(), T.matrix(), "spatial")
     with pytest.raises(ValueError, match="axes must be 'per-activation', 'spatial'"):
         T.nnet.batch_normalization_train(T.tensor3(), T.tensor3(), T.tensor3(), "channel")
     with pytest.raises(ValueError, match="both running_mean and running_var"):
-        T.nnet.batch_normalization_train(T.matrix(), T.matrix(), T.matrix(), running_mean=T.matrix())
+        train(T.matrix(), T.matrix(), T.matrix(), running_mean=T.matrix())
 
 
 def test_batch_normalization_test_matches_numpy():
@@ -120,9 +124,8 @@ def test_layer_training_and_deterministic_outputs_and_running_averages():
     np.testing.assert_allclose(layer.mean.get_value(), 0.75 * mean0 + 0.25 * batch_mean, rtol=1e-5)
     np.testing.assert_allclose(layer.inv_std.get_value(), 0.75 * inv0 + 0.25 * batch_inv, rtol=1e-5)
     train(x)  # a second step moves them again
-    np.testing.assert_allclose(
-        layer.mean.get_value(), 0.75 * (0.75 * mean0 + 0.25 * batch_mean) + 0.25 * batch_mean, rtol=1e-5
-    )
+    twice = 0.75 * (0.75 * mean0 + 0.25 * batch_mean) + 0.25 * batch_mean
+    np.testing.assert_allclose(layer.mean.get_value(), twice, rtol=1e-5)
     # the deterministic function now sees the updated averages
     got = test(x)
     stored = (x - shaped(layer.mean.get_value())) * gamma * shaped(layer.inv_std.get_value()) + beta
@@ -166,4 +169,5 @@ def test_batch_norm_helper_moves_nonlinearity_and_drops_bias():
     assert isinstance(top, L.NonlinearityLayer) and top.nonlinearity is L.nonlinearities.tanh
     assert top.name == "fc_bn_nonlin" and top.input_layer.name == "fc_bn"
     assert dense.b is None and dense.nonlinearity is L.nonlinearities.identity
-    assert [p.name for p in L.get_all_params(top, trainable=True)] == ["fc.W", "fc_bn.beta", "fc_bn.gamma"]
+    names = [p.name for p in L.get_all_params(top, trainable=True)]
+    assert names == ["fc.W", "fc_bn.beta", "fc_bn.gamma"]

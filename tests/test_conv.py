@@ -203,3 +203,55 @@ def test_nnet_namespace_exports():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         T.nnet.conv2d(T.tensor4(), T.tensor4(), input_shape=(None, 3, 7, 6))
+
+
+def reference_transpose(y, w, pad, stride, flip, in_size):
+    """The transposed convolution by scattering every output entry back through the kernel."""
+    b, f, ho, wo = y.shape
+    _, c, kr, kc = w.shape
+    kern = w[:, :, ::-1, ::-1] if flip else w
+    xp = np.zeros((b, c, in_size[0] + 2 * pad[0], in_size[1] + 2 * pad[1]))
+    for n, k, r, q, ch, i, j in itertools.product(*map(range, (b, f, ho, wo, c, kr, kc))):
+        xp[n, ch, r * stride[0] + i, q * stride[1] + j] += y[n, k, r, q] * kern[k, ch, i, j]
+    return xp[:, :, pad[0] : pad[0] + in_size[0], pad[1] : pad[1] + in_size[1]]
+
+
+@pytest.mark.parametrize(
+    "mode, stride", [("valid", (1, 1)), ("full", (2, 1)), ((1, 0), (2, 3))], ids=str
+)
+def test_conv2d_transpose_and_grad_helpers_match_references(mode, stride):
+    y = RNG.normal(size=(2, 4, 3, 2))
+    w = RNG.normal(size=(4, 3, 3, 2))
+    pad = padding_of(mode, (3, 2), (1, 1))
+    in_size = ((3 - 1) * stride[0] - 2 * pad[0] + 3, (2 - 1) * stride[1] - 2 * pad[1] + 2)
+    value, out = run(
+        lambda a, b: T.nnet.conv2d_transpose(a, b, (2, 3) + in_size, border_mode=mode,
+                                             input_dilation=stride),
+        y, w,
+    )
+    assert out.type.shape == (2, 3) + in_size
+    expected = reference_transpose(y, w, pad, stride, True, in_size)
+    np.testing.assert_allclose(value, expected, rtol=1e-10)
+    # the weight gradient helper is the adjoint in the filters: <conv(x, w), y> = <w, gw(x, y)>
+    x = RNG.normal(size=(2, 3) + in_size)
+    grad_wrt_weights = T.nnet.abstract_conv.conv2d_grad_wrt_weights
+    gw, out = run(
+        lambda a, b: grad_wrt_weights(a, b, (4, 3, 3, 2), border_mode=mode, subsample=stride),
+        x, y,
+    )
+    assert out.type.shape == w.shape
+    forward = reference_conv(x, w, pad, stride)
+    np.testing.assert_allclose(np.sum(forward * y), np.sum(gw * w), rtol=1e-10)
+
+
+def test_conv2d_transpose_with_symbolic_output_shape():
+    y, w = T.dtensor4("y"), T.dtensor4("w")
+    rows = T.lscalar("rows")
+    out = T.nnet.conv2d_transpose(y, w, (None, None, rows, 4), input_dilation=(2, 1))
+    assert out.type.shape == (None, None, None, None)
+    yv, wv = RNG.normal(size=(2, 4, 3, 3)), RNG.normal(size=(4, 3, 3, 2))
+    got = out.eval({y: yv, w: wv, rows: 7})
+    expected = reference_transpose(yv, wv, (0, 0), (2, 1), True, (7, 4))
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="output gradient has shape"):
+        out.eval({y: yv, w: wv, rows: 9})

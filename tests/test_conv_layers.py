@@ -1,4 +1,4 @@
-"""Conv2DLayer, Pool2DLayer, MaxPool2DLayer, GlobalPoolLayer: shapes, parameters, values, training."""
+"""Convolution and pooling layers: shapes, parameters, values, and a small CNN that trains."""
 
 from __future__ import annotations
 
@@ -104,8 +104,10 @@ def test_global_pool_layer():
     mean_layer = L.GlobalPoolLayer(l_in)
     max_layer = L.GlobalPoolLayer(l_in, pool_function=T.max)
     assert mean_layer.output_shape == (None, 3)
-    np.testing.assert_allclose(L.get_output(mean_layer).eval({l_in.input_var: x}), x.mean(axis=(2, 3)), rtol=1e-5)
-    np.testing.assert_allclose(L.get_output(max_layer).eval({l_in.input_var: x}), x.max(axis=(2, 3)))
+    means = L.get_output(mean_layer).eval({l_in.input_var: x})
+    np.testing.assert_allclose(means, x.mean(axis=(2, 3)), rtol=1e-5)
+    maxima = L.get_output(max_layer).eval({l_in.input_var: x})
+    np.testing.assert_allclose(maxima, x.max(axis=(2, 3)))
     with pytest.raises(ValueError, match="at least 3 dimensions"):
         L.GlobalPoolLayer(L.InputLayer((None, 3)))
 
@@ -127,3 +129,42 @@ def test_tiny_cnn_loss_falls_in_py_mode():
     train = theanine.function([l_in.input_var, y], loss, updates=updates, mode="py")
     losses = [float(train(x_data, y_data)) for _ in range(30)]
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+TRANSPOSED = [
+    (0, (1, 1), (7, 6)),
+    ("same", (2, 2), (9, 7)),
+    ("full", (2, 1), (7, 2)),
+    ((1, 0), (2, 1), (9, 6)),
+]
+
+
+@pytest.mark.parametrize("crop, stride, size", TRANSPOSED, ids=str)
+def test_transposed_conv_layer_inverts_the_conv_layer_shape(crop, stride, size):
+    l_in = L.InputLayer((None, 3, 5, 4))
+    layer = L.TransposedConv2DLayer(l_in, 6, 3, stride=stride, crop=crop, b=L.init.Normal(1.0))
+    assert layer.output_shape == (None, 6) + size and layer.W.get_value().shape == (3, 6, 3, 3)
+    forward = L.Conv2DLayer(L.InputLayer((None, 6) + size), 3, 3, stride=stride, pad=crop)
+    assert forward.output_shape[2:] == (5, 4)
+    x = RNG.normal(size=(2, 3, 5, 4)).astype("float32")
+    got = L.get_output(layer).eval({l_in.input_var: x})
+    assert got.shape == (2, 6) + size and (got >= 0).all()
+    # unknown spatial sizes: the same size, computed symbolically
+    l_free = L.InputLayer((None, 3, None, None))
+    free = L.Deconv2DLayer(l_free, 6, 3, stride=stride, crop=crop, W=layer.W, b=layer.b)
+    np.testing.assert_allclose(L.get_output(free).eval({l_free.input_var: x}), got, rtol=1e-6)
+
+
+def test_transposed_conv_layer_output_size_and_values():
+    l_in = L.InputLayer((None, 2, 3, 3))
+    layer = L.TransposedConv2DLayer(
+        l_in, 4, (3, 2), stride=2, output_size=(8, 7), nonlinearity=None, b=None
+    )
+    assert layer.output_shape == (None, 4, 8, 7)
+    x = RNG.normal(size=(2, 2, 3, 3)).astype("float32")
+    got = L.get_output(layer).eval({l_in.input_var: x})
+    w = layer.W.get_value()  # (2, 4, 3, 2): the filters of a forward conv from 4 to 2 channels
+    # adjoint test: <transposed(x), z> = <x, conv(z)> for the forward conv it transposes
+    z = RNG.normal(size=(2, 4, 8, 7))
+    forward = reference_conv(z, w, (0, 0), (2, 2), flip=True)
+    np.testing.assert_allclose(np.sum(got * z), np.sum(x * forward), rtol=1e-4)

@@ -1,4 +1,4 @@
-"""The compile gate: every kernel the emulator tests generate compiles with the real nvcc within limits."""
+"""The compile gate: every kernel the emulator tests generate compiles with nvcc, within limits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from theanine.kernels.cuda import nvcc
 from theanine.kernels.cuda.kernel import CudaCompileError, Kernel
 
 NVCC = nvcc.find_nvcc()
-needs_nvcc = pytest.mark.skipif(NVCC is None, reason="nvcc (the CUDA toolkit) is not installed here")
+needs_nvcc = pytest.mark.skipif(
+    NVCC is None, reason="nvcc (the CUDA toolkit) is not installed on this machine"
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +38,19 @@ def test_every_generated_kernel_compiles_for_sm80_and_sm90_within_limits(generat
 
 @needs_nvcc
 def test_nvcc_error_shows_numbered_source_and_op():
-    broken = Kernel(
-        "k_0123456789ab",
-        '// Exp of float32[3]\nextern "C" __global__ void k_0123456789ab(float* out) {\n  out[0] = undefined_name;\n}\n',
-        "elementwise",
-        "Exp of float32[3]",
+    source = (
+        "// Exp of float32[3]\n"
+        'extern "C" __global__ void k_0123456789ab(float* out) {\n'
+        "  out[0] = undefined_name;\n"
+        "}\n"
     )
-    with pytest.raises(CudaCompileError, match=r"(?s)nvcc -arch=sm_80 failed to compile kernel k_0123456789ab "
-                                               r"generated for Exp of float32\[3\]:\n1 \| // Exp.*"
-                                               r"3 \|   out\[0\] = undefined_name;.*--- nvcc -arch=sm_80 output ---"
-                                               r".*undefined_name"):
+    broken = Kernel("k_0123456789ab", source, "elementwise", "Exp of float32[3]")
+    expected = (
+        r"(?s)nvcc -arch=sm_80 failed to compile kernel k_0123456789ab generated for "
+        r"Exp of float32\[3\]:\n1 \| // Exp.*3 \|   out\[0\] = undefined_name;"
+        r".*--- nvcc -arch=sm_80 output ---.*undefined_name"
+    )
+    with pytest.raises(CudaCompileError, match=expected):
         nvcc.compile_kernels([broken], ["sm_80"])
 
 
@@ -56,8 +61,8 @@ def test_resource_report_parsing_and_limits():
         "    16 bytes stack frame, 8 bytes spill stores, 4 bytes spill loads\n"
         "ptxas info    : Used 80 registers, used 1 barriers, 50000 bytes smem, 400 bytes cmem[0]\n"
     )
-    kernel = Kernel("k_aaaaaaaaaaaa", "extern \"C\" __global__ void __launch_bounds__(1024) k_aaaaaaaaaaaa()",
-                    "gemm", "Dot of float32[?, ?], float32[?, ?]")
+    source = 'extern "C" __global__ void __launch_bounds__(1024) k_aaaaaaaaaaaa()'
+    kernel = Kernel("k_aaaaaaaaaaaa", source, "gemm", "Dot of float32[?, ?], float32[?, ?]")
     report = nvcc.parse_report(log, kernel, "sm_90")
     assert (report.registers, report.shared_bytes, report.stack_bytes) == (80, 50000, 16)
     assert (report.spill_stores, report.spill_loads, report.threads) == (8, 4, 1024)

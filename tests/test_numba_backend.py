@@ -1,4 +1,4 @@
-"""Mode 'numba' against mode 'py': every op, fused graphs, random elementwise graphs, run-time errors."""
+"""Mode 'numba' against mode 'py': every op, fused graphs, random elementwise graphs, errors."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def compare(build, arrays, fuse=True, rtol=None, types=None):
     return got
 
 
-# --- coverage: every op class has a lowering, a numpy step with a reason, or is UNSUPPORTED ---------
+# --- coverage: every op class has a lowering, a numpy step with a reason, or is UNSUPPORTED ------
 
 
 def op_classes():
@@ -66,13 +66,15 @@ def op_classes():
     for info in pkgutil.iter_modules(ops.__path__):
         module = importlib.import_module(f"theanine.graph.ops.{info.name}")
         for value in vars(module).values():
-            if inspect.isclass(value) and issubclass(value, Op) and value.__module__ == module.__name__:
+            ours = inspect.isclass(value) and value.__module__ == module.__name__
+            if ours and issubclass(value, Op):
                 found.add(value)
     return found
 
 
 def test_every_op_class_has_a_lowering_or_a_stated_reason():
-    missing = [c.__name__ for c in op_classes() if c not in NB.LOWERINGS and c not in NB.UNSUPPORTED]
+    known = {**NB.LOWERINGS, **NB.UNSUPPORTED}
+    missing = [c.__name__ for c in op_classes() if c not in known]
     assert not missing, f"ops with no numba lowering: {missing}"
     for cls, reason in {**NB.NUMPY_STEPS, **NB.UNSUPPORTED}.items():
         assert isinstance(reason, str) and len(reason) > 10, cls
@@ -90,12 +92,18 @@ def test_an_op_without_a_lowering_raises_naming_it():
         def infer_type(self, x):
             return x
 
+        def perform(self, x):
+            return x + 1
+
     x = T.dvector("x")
+    # a user's own op runs its perform, as in Theano
+    assert NB.BACKEND.compile([x], [Mystery()(x)]).run([np.zeros(2)])[0].tolist() == [1, 1]
+    Mystery.__module__ = "theanine.graph.ops.mystery"  # one of ours without a lowering: an error
     with pytest.raises(NotImplementedError, match="cannot compile Mystery"):
-        NB.BACKEND.compile([x], [Mystery()(x)])
+        NB.BACKEND.compile([x], [Mystery()(x.T)])
 
 
-# --- elementwise ops, alone: one table of cases -----------------------------------------------------
+# --- elementwise ops, alone: one table of cases --------------------------------------------------
 
 UNARY_FLOAT = [
     "abs_", "sgn", "sqr", "sqrt", "reciprocal", "exp", "exp2", "expm1", "log", "log2", "log10",
@@ -134,7 +142,10 @@ BINARY = ["add", "sub", "mul", "true_div", "int_div", "mod", "pow_", "maximum", 
           "neq", "lt", "le", "gt", "ge", "logaddexp", "arctan2"]  # fmt: skip
 
 
-@pytest.mark.parametrize("dtypes", [("float32", "float32"), ("float64", "int64"), ("int32", "int8"), ("int64", "int64")])
+DTYPE_PAIRS = [("float32", "float32"), ("float64", "int64"), ("int32", "int8"), ("int64", "int64")]
+
+
+@pytest.mark.parametrize("dtypes", DTYPE_PAIRS)
 @pytest.mark.parametrize("name", BINARY)
 def test_binary_elementwise_matches_py_with_broadcasting(name, dtypes):
     a = sample((2, 3, 4), dtypes[0])
@@ -163,7 +174,8 @@ def test_switch_clip_cast_second_and_gradient_identities_match_py():
     compare(lambda x: T.cast(x, "bool"), [np.array([0.0, -0.0, 2.5, np.nan], "float32")])
     compare(lambda x, y: T.fill(x, y), [a, b])
     compare(lambda x: T.zero_grad(x) + T.disconnected_grad(x) * T.grad_clip(x, -1, 1), [a])
-    compare(lambda x: T.round_(x, "half_away_from_zero") + T.round_(x), [np.array([0.5, 1.5, -2.5, 2.4], "float64")])
+    halves = np.array([0.5, 1.5, -2.5, 2.4], "float64")
+    compare(lambda x: T.round_(x, "half_away_from_zero") + T.round_(x), [halves])
 
 
 def test_special_values_propagate_like_numpy():
@@ -175,7 +187,7 @@ def test_special_values_propagate_like_numpy():
     compare(lambda a, b: T.maximum(a, b) + T.minimum(a, b), [x, x[::-1].copy()])
 
 
-# --- fused graphs ------------------------------------------------------------------------------------
+# --- fused graphs ---------------------------------------------------------------------------------
 
 
 def test_fused_chain_is_one_kernel_and_matches_py():
@@ -213,15 +225,16 @@ def test_large_input_takes_the_parallel_loop():
 
 def test_through_theanine_function_in_mode_numba():
     x, y = T.fmatrix("x"), T.fvector("y")
-    f = theanine.function([x, y], [T.nnet.softmax(T.dot(x, T.ones((4, 3))) + y).sum(axis=0), (x * 2).max()], mode="numba")
-    g = theanine.function([x, y], [T.nnet.softmax(T.dot(x, T.ones((4, 3))) + y).sum(axis=0), (x * 2).max()], mode="py")
+    outputs = [T.nnet.softmax(T.dot(x, T.ones((4, 3))) + y).sum(axis=0), (x * 2).max()]
+    f = theanine.function([x, y], outputs, mode="numba")
+    g = theanine.function([x, y], outputs, mode="py")
     a, b = sample((5, 4), "float32"), sample((3,), "float32")
     for got, want in zip(f(a, b), g(a, b)):
         assert got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
-# --- hypothesis: random elementwise graphs and broadcasting patterns ------------------------------------
+# --- hypothesis: random elementwise graphs and broadcasting patterns ------------------------------
 
 _UNARY_SAFE = ["exp", "tanh", "sin", "neg", "abs_", "sqr", "expm1", "arctan", "floor"]
 _BINARY_SAFE = ["add", "sub", "mul", "maximum", "minimum"]
@@ -233,7 +246,10 @@ def elementwise_graphs(draw):
     n_inputs = draw(st.integers(1, 3))
     full = (2, 3, 4)
     shapes = [tuple(d if draw(st.booleans()) else 1 for d in full) for _ in range(n_inputs)]
-    ops = draw(st.lists(st.tuples(st.sampled_from(_UNARY_SAFE + _BINARY_SAFE), st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=6))
+    step = st.tuples(
+        st.sampled_from(_UNARY_SAFE + _BINARY_SAFE), st.integers(0, 50), st.integers(0, 50)
+    )
+    ops = draw(st.lists(step, min_size=1, max_size=6))
     return dtype, shapes, ops
 
 
@@ -257,7 +273,7 @@ def test_random_elementwise_graphs_match_py(case):
     compare(build, arrays, rtol=1e-4 if dtype == "float32" else 1e-10)
 
 
-# --- non-elementwise ops -----------------------------------------------------------------------------
+# --- non-elementwise ops --------------------------------------------------------------------------
 
 REDUCTIONS = [
     lambda x: T.sum(x, axis=1), lambda x: T.sum(x, axis=(0, 2), keepdims=True), lambda x: T.sum(x),
@@ -278,7 +294,10 @@ def test_reductions_match_py(k, dtype):
 def test_reductions_propagate_nan_and_reject_empty_max():
     x = sample((3, 4), "float64")
     x[1, 2] = np.nan
-    compare(lambda a: [T.max(a, axis=1), T.min(a, axis=0), T.argmax(a, axis=1), T.sum(a, axis=0)], [x])
+    def build(a):
+        return [T.max(a, axis=1), T.min(a, axis=0), T.argmax(a, axis=1), T.sum(a, axis=0)]
+
+    compare(build, [x])
     a = T.dmatrix("a")
     plan = NB.BACKEND.compile([a], [T.max(a, axis=1)])
     with pytest.raises(ValueError, match="zero-size array to reduction operation maximum"):
@@ -293,7 +312,8 @@ def test_max_and_argmax_and_axis_size():
 
     def build(x):
         both = Var(MaxAndArgmax((1,)), (x,))
-        return [Var(Proj(0), (both,)), Var(Proj(1), (both,)), Var(AxisSize((0, 2), "float32"), (x,))]
+        size = Var(AxisSize((0, 2), "float32"), (x,))
+        return [Var(Proj(0), (both,)), Var(Proj(1), (both,)), size]
 
     compare(build, [sample((2, 3, 4), "float64")], fuse=False)
 
@@ -314,7 +334,8 @@ LINALG = [
 @pytest.mark.parametrize("k", range(len(LINALG)))
 def test_products_match_py(k, dtype):
     build, shapes = LINALG[k]
-    compare(build, [sample(s, dtype) for s in shapes], fuse=False, rtol=1e-5 if dtype == "float32" else 1e-10)
+    rtol = 1e-5 if dtype == "float32" else 1e-10
+    compare(build, [sample(s, dtype) for s in shapes], fuse=False, rtol=rtol)
 
 
 def test_gemm_and_ger_match_py():
@@ -324,14 +345,18 @@ def test_gemm_and_ger_match_py():
     def build(z, a, x, y, b, v):
         return [Var(Gemm(), (z, a, x, y, b)), Var(Ger(), (x, a, v, v[:3]))]
 
-    arrays = [sample((1, 3), "float64"), np.asarray(0.5), sample((4, 3), "float64"), sample((3, 3), "float64"), np.asarray(2.0), sample((4,), "float64")]
+    shapes = [(1, 3), (), (4, 3), (3, 3), (), (4,)]
+    arrays = [np.asarray(sample(s, "float64")) for s in shapes]
     compare(build, arrays, fuse=False)
 
 
 @pytest.mark.parametrize("axis", [-1, 0])
 def test_softmax_family_matches_py(axis):
     x = sample((3, 5), "float32", -30, 30)
-    compare(lambda a: [T.nnet.softmax(a, axis=axis), T.nnet.log_softmax(a, axis=axis)], [x], fuse=False)
+    def build(a):
+        return [T.nnet.softmax(a, axis=axis), T.nnet.log_softmax(a, axis=axis)]
+
+    compare(build, [x], fuse=False)
 
 
 def test_select_class_and_its_gradient_match_py():
@@ -339,7 +364,11 @@ def test_select_class_and_its_gradient_match_py():
     from theanine.graph.var import Var
 
     p, y, g = sample((4, 5), "float64"), np.array([0, 4, 2, 1]), sample((4,), "float64")
-    compare(lambda a, b, c: [T.nnet.categorical_crossentropy(T.nnet.softmax(a), b), Var(SelectClassGrad(), (c, a, b))], [p, y, g], fuse=False)
+    def build(a, b, c):
+        loss = T.nnet.categorical_crossentropy(T.nnet.softmax(a), b)
+        return [loss, Var(SelectClassGrad(), (c, a, b))]
+
+    compare(build, [p, y, g], fuse=False)
 
 
 SHAPE_CASES = [
@@ -370,12 +399,52 @@ def test_shape_and_indexing_ops_match_py(k):
     compare(build, [sample(s, "float64") for s in shapes])
 
 
+def _pool(x, mode):
+    from theanine.graph.ops.pool import Pool2d
+    from theanine.graph.var import Var
+
+    return Var(Pool2d((2, 2), True, (2, 1), (0, 0), mode), (x,))
+
+
+IMAGE, FILTERS = (2, 3, 6, 5), (4, 3, 2, 3)
+NETWORK_CASES = [
+    (lambda x, w: T.nnet.conv2d(x, w), [(2, 3, 6, 5), (4, 3, 2, 3)]),
+    (lambda x, w: T.nnet.conv2d(x, w, border_mode="half", subsample=(2, 1)), [IMAGE, (4, 3, 3, 3)]),
+    (lambda x, w: T.grad(T.sum(T.nnet.conv2d(x, w) ** 2), [x, w]), [(2, 3, 6, 5), (4, 3, 2, 3)]),
+    (lambda x, w: _pool(x, "max") + _pool(w, "average_exc_pad").sum(), [IMAGE, FILTERS]),
+    (lambda x, w: T.grad(T.sum(_pool(x, "max") ** 2) + T.sum(_pool(x, "average_inc_pad")), x),
+     [IMAGE, FILTERS]),
+    (lambda x, w: T.grad(T.sum(_pool(x, "sum") * 3), x), [(2, 3, 6, 5), (4, 3, 2, 3)]),
+]
+
+
+@pytest.mark.parametrize("k", range(len(NETWORK_CASES)))
+def test_conv_and_pool_match_py(k):
+    build, shapes = NETWORK_CASES[k]
+    compare(build, [sample(s, "float64") for s in shapes])
+
+
+def test_ifelse_runs_only_the_taken_branch_and_scan_runs_its_body_compiled():
+    from theanine.compiler.ifelse import ifelse
+
+    a, b = sample((3, 4), "float64"), sample((3, 4), "float64")
+    for c in (np.asarray(True), np.asarray(False)):
+        compare(lambda x, y, z: ifelse(z, T.exp(x) + y, x * y - 1), [a, b, c])
+    from theanine.compiler.scan import scan
+
+    def build(x, n):
+        step = lambda prev, w: T.tanh(prev * w + 1)  # noqa: E731
+        out, _ = scan(step, outputs_info=x[0], non_sequences=x[1], n_steps=n)
+        return out
+    compare(build, [a, np.asarray(5)])
+
+
 def test_gradients_compile_and_match_py():
     x, w, b = T.dmatrix("x"), T.dmatrix("w"), T.dvector("b")
     y = T.lvector("y")
     cost = T.mean(T.nnet.categorical_crossentropy(T.nnet.softmax(T.dot(x, w) + b), y))
     grads = T.grad(cost, [w, b])
-    values = [sample((5, 4), "float64"), sample((4, 3), "float64"), sample((3,), "float64"), np.array([0, 2, 1, 1, 0])]
+    values = [sample(s, "float64") for s in [(5, 4), (4, 3), (3,)]] + [np.array([0, 2, 1, 1, 0])]
     outputs = [cost] + list(grads)
     expected = evaluate(outputs, dict(zip([x, w, b, y], values)))
     lowered = fuse_elementwise(outputs, NB.BACKEND.supported)
@@ -384,21 +453,23 @@ def test_gradients_compile_and_match_py():
         np.testing.assert_allclose(g, e, rtol=1e-10)
 
 
-# --- run-time errors name the op and the user's line ---------------------------------------------------
+# --- run-time errors name the op and the user's line ----------------------------------------------
 
 
 def test_shape_mismatch_in_a_fused_kernel_names_the_op_and_line():
     x, y = T.dmatrix("x"), T.dmatrix("y")
     out = T.exp(x) * y + 1  # the user's line
     plan = NB.BACKEND.compile([x, y], fuse_elementwise([out], NB.BACKEND.supported))
-    with pytest.raises(ValueError, match=r"cannot be broadcast(.|\n)*Composite(.|\n)*test_numba_backend.py"):
+    where = r"cannot be broadcast(.|\n)*Composite(.|\n)*test_numba_backend.py"
+    with pytest.raises(ValueError, match=where):
         plan.run([np.zeros((2, 3)), np.zeros((4, 3))])
 
 
 def test_label_out_of_bounds_raises_index_error_without_reading_past_the_end():
     p, y = T.dmatrix("p"), T.lvector("y")
     plan = NB.BACKEND.compile([p, y], [T.nnet.categorical_crossentropy(p, y)])
-    with pytest.raises(IndexError, match=r"class label 7 is out of range for 3 classes(.|\n)*SelectClass"):
+    message = r"class label 7 is out of range for 3 classes(.|\n)*SelectClass"
+    with pytest.raises(IndexError, match=message):
         plan.run([np.ones((2, 3)) / 3, np.array([0, 7])])
     with pytest.raises(IndexError, match="class label -1"):
         plan.run([np.ones((2, 3)) / 3, np.array([-1, 0])])
@@ -407,7 +478,8 @@ def test_label_out_of_bounds_raises_index_error_without_reading_past_the_end():
 def test_impossible_reshape_and_bad_index_raise_naming_the_op():
     x, n = T.dvector("x"), T.lscalar("n")
     plan = NB.BACKEND.compile([x, n], [x.reshape((n, 4))])
-    with pytest.raises(ValueError, match=r"cannot reshape(.|\n)*Reshape(.|\n)*test_numba_backend.py"):
+    message = r"cannot reshape(.|\n)*Reshape(.|\n)*test_numba_backend.py"
+    with pytest.raises(ValueError, match=message):
         plan.run([np.zeros(6), np.asarray(3)])
     plan = NB.BACKEND.compile([x, n], [x[n]])
     with pytest.raises(IndexError, match=r"out of bounds(.|\n)*Subtensor"):
@@ -416,3 +488,44 @@ def test_impossible_reshape_and_bad_index_raise_naming_the_op():
     plan = NB.BACKEND.compile([a, b], [T.dot(a, b)])
     with pytest.raises(ValueError, match=r"inner dimensions differ(.|\n)*Dot"):
         plan.run([np.zeros((2, 3)), np.zeros((4, 2))])
+
+
+# --- float32 approximations: accuracy over the whole float32 range --------------------------------
+
+
+def _float32_sweep() -> np.ndarray:
+    """Every 4099th float32 bit pattern (all signs, exponents, subnormals) plus special values."""
+    bits = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 88.72, 88.73, -87.3, -103.9]
+    special += [-104.5, 7.9, 9.0]
+    return np.concatenate([bits, np.array(special, np.float32)])
+
+
+@pytest.mark.parametrize(
+    "name, reference, max_ulps",
+    [("tanh", np.tanh, 5.0), ("exp", np.exp, 2.0), ("sigmoid", lambda v: 1 / (1 + np.exp(-v)), 3)],
+)
+def test_float32_approximations_stay_within_their_stated_ulps(name, reference, max_ulps):
+    from theanine.kernels.numba import scalar
+
+    assert scalar.FAST_FLOAT32
+    x = _float32_sweep()
+    f = getattr(T.nnet, name) if name == "sigmoid" else getattr(T, name)
+    v = input_var(TensorType("float32", (None,)), "v")
+    got = NB.BACKEND.compile([v], fuse_elementwise([f(v)], NB.BACKEND.supported)).run([x])[0]
+    with np.errstate(all="ignore"):
+        want = reference(x.astype(np.float64))
+        want32 = want.astype(np.float32)
+    assert np.array_equal(np.isnan(got), np.isnan(want32))  # NaN exactly where numpy has one
+    infinite = np.isinf(want32)
+    assert np.array_equal(got[infinite], want32[infinite])  # overflow to inf, never a finite value
+    normal = np.isfinite(want32) & (np.abs(want) >= np.finfo(np.float32).tiny)
+    with np.errstate(all="ignore"):
+        error = np.abs(got.astype(np.float64) - want)
+    ulps = error[normal] / np.spacing(np.abs(want32[normal]))
+    assert ulps.max() <= max_ulps
+    tiny = np.isfinite(want32) & ~normal  # results below the normal range: absolute error only
+    assert np.all(error[tiny] <= 2 * np.finfo(np.float32).tiny)
+    zeros = x == 0
+    if name == "tanh":  # an odd function keeps the sign of zero
+        assert np.array_equal(np.signbit(got[zeros]), np.signbit(x[zeros]))

@@ -1,4 +1,4 @@
-"""The numba backend's disk cache: a second process compiles nothing, concurrent writers, repairs."""
+"""The numba backend's disk cache: second processes compile nothing; concurrent writers; repairs."""
 
 from __future__ import annotations
 
@@ -38,22 +38,22 @@ def run_script(cache: str, constant: float) -> dict:
     import json
 
     env = dict(os.environ, THEANINE_CACHE=cache)
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT.format(constant=constant)], env=env, capture_output=True, text=True, timeout=240
-    )
+    command = [sys.executable, "-c", SCRIPT.format(constant=constant)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def start_script(cache: str, constant: float) -> subprocess.Popen:
     env = dict(os.environ, THEANINE_CACHE=cache)
-    return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT.format(constant=constant)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    command = [sys.executable, "-c", SCRIPT.format(constant=constant)]
+    pipe = subprocess.PIPE
+    return subprocess.Popen(command, env=env, stdout=pipe, stderr=pipe, text=True)
 
 
 def kernel_files(cache: str) -> list[str]:
-    return sorted(name for name in os.listdir(cache) if name.startswith("k_") and name.endswith(".py"))
+    names = os.listdir(cache)
+    return sorted(name for name in names if name.startswith("k_") and name.endswith(".py"))
 
 
 @pytest.fixture
@@ -104,7 +104,10 @@ def test_a_corrupted_entry_is_removed_rebuilt_and_reported(tmp_path, constant, d
     path = os.path.join(cache, name)
     good = open(path).read()
     with open(path, "w") as handle:
-        handle.write(good[: len(good) // 2] if damage == "truncate" else good.replace("def ", "def def "))
+        if damage == "truncate":
+            handle.write(good[: len(good) // 2])
+        else:
+            handle.write(good.replace("def ", "def def "))
     result = run_script(cache, constant)
     assert result["ok"]
     assert any("corrupted" in w and name in w for w in result["warnings"]), result["warnings"]

@@ -395,3 +395,17 @@ def test_rewrite_report_names_fired_rules():
     f = theanine.function([x], T.log(T.exp(x)) * 1.0, name="report_me")
     text = theanine.printing.rewrite_report(f, file="str")
     assert "report_me" in text and "log_exp" in text and "fuse" in text
+
+
+def test_sibling_merging_never_makes_a_cycle():
+    """Two sibling groups that depend on each other through different members (batch norm's graph)."""
+    x = T.fmatrix("x")
+    m0, v0, rm, rv = (theanine.shared(np.ones(4, dtype="float32"), name=n) for n in ("m0", "v0", "rm", "rv"))
+    batch_mean = x.mean(0)
+    batch_inv_std = T.inv(T.sqrt(x.var(0) + 1e-4))
+    out = (x - (m0 + 0 * rm).dimshuffle("x", 0)) * (v0 + 0 * rv).dimshuffle("x", 0)
+    updates = [(rm, 0.9 * rm + 0.1 * batch_mean), (rv, 0.9 * rv + 0.1 * batch_inv_std)]
+    f = theanine.function([x], out, updates=updates)
+    xv = np.arange(12, dtype="float32").reshape(3, 4)
+    np.testing.assert_allclose(f(xv), xv - 1)
+    np.testing.assert_allclose(rm.get_value(), 0.9 + 0.1 * xv.mean(0), rtol=1e-6)

@@ -337,19 +337,20 @@ def test_state_shape_change_at_run_time_changes_no_shared_variable():
     assert count.get_value() == 0
 
 
-def test_sequences_of_different_lengths():
-    a = T.dmatrix("a")
-    b = T.constant(np.zeros((4, 2)))
-    c = T.constant(np.zeros((5, 2)))
-    message = r"different lengths: sequence 1 gives 5 steps, sequence 0 gives 4"
-    with pytest.raises(ValueError, match=message):
-        scan(lambda x, y: x + y, sequences=[b, c])
-    out, _ = scan(lambda x, y: x + y, sequences=[a, T.dmatrix("other")])
-    other = next(v for v in toposort([out]) if v.name == "other")
-    with pytest.raises(ValueError, match=r"different lengths: sequence 1 \('other'\) gives 3 "
-                                         r"steps, "
-                                         r"sequence 0 \('a'\) gives 4"):
-        compile_py([a, other], out)(np.zeros((4, 2)), np.zeros((3, 2)))
+def test_sequences_of_different_lengths_run_as_many_steps_as_the_shortest():
+    """Theano's rule (its tutorial's polynomial pairs coefficients with T.arange(10000))."""
+    b = T.constant(np.arange(8.0).reshape(4, 2))
+    c = T.constant(np.ones((5, 2)))
+    out, _ = scan(lambda x, y: x + y, sequences=[b, c])
+    assert out.type.shape[0] == 4
+    np.testing.assert_array_equal(out.eval(), np.arange(8.0).reshape(4, 2) + 1)
+    coefficients = T.dvector("coefficients")
+    x = T.dscalar("x")
+    components, _ = scan(lambda coefficient, power, free: coefficient * (free**power),
+                         sequences=[coefficients, T.arange(10000)], non_sequences=x)
+    polynomial = components.sum()
+    f = theanine.function([coefficients, x], polynomial)
+    assert f(np.array([1.0, 0.0, 2.0]), 3.0) == pytest.approx(19.0)
 
 
 def test_sequence_shorter_than_n_steps():
@@ -417,3 +418,26 @@ def test_pickled_function_with_a_scan_runs():
     args = [RNG.normal(size=(3, 2)), RNG.normal(size=(4, 4)), RNG.normal(size=(2, 4)),
             RNG.normal(size=4)]
     np.testing.assert_allclose(pickle.loads(pickle.dumps(f))(*args), f(*args))
+
+
+def test_a_non_sequence_the_step_does_not_use_is_disconnected():
+    x, w, v = T.dvector("x"), T.dscalar("w"), T.dscalar("v")
+    out, _ = scan(lambda a, w, v: a * w, sequences=x, non_sequences=[w, v])
+    with pytest.raises(theanine.compiler.autodiff.DisconnectedInputError, match="graph.*: v:"):
+        theanine.grad(out.sum(), v)
+    gw, gv = theanine.grad(out.sum(), [w, v], disconnected_inputs="ignore")
+    values = {x: np.arange(3.0), w: 2.0, v: 5.0}
+    assert gw.eval(values) == 3.0
+    assert gv.eval(values) == 0.0
+
+
+def test_negative_n_steps_runs_backwards_and_taps_with_go_backwards_have_gradients():
+    x = T.dvector("x")
+    backwards, _ = scan(lambda v: v * 2, sequences=x, n_steps=-3)
+    np.testing.assert_allclose(backwards.eval({x: np.arange(5.0)}), [8.0, 6.0, 4.0])
+
+    def fn(x, h):
+        return scan(lambda a, b, s: T.tanh(s * a + b), sequences=dict(input=x, taps=[-1, 1]),
+                    outputs_info=h, n_steps=3, go_backwards=True)[0]
+
+    check_grad(fn, [RNG.normal(size=(7, 2)), RNG.normal(size=2)])

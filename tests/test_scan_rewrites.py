@@ -14,6 +14,7 @@ from theanine.compiler.scan_rewrites import (
     optimize_scans,
     prune_scans,
     save_memory,
+    share_branch_work,
 )
 from theanine.graph.evaluate import evaluate
 from theanine.graph.ops.composite import Composite
@@ -65,7 +66,9 @@ def test_prune_drops_unused_outputs_and_the_inputs_only_they_read():
     after = prune_scans([a, c])
     (new,) = scans(after)
     assert (new.op.n_seqs, new.op.n_states, new.op.n_nitsot) == (1, 1, 1)  # y and b are gone
-    assert y not in toposort(after)
+    # y is no longer a sequence of the loop; only its length still counts (the shorter one sets
+    # the number of steps, as in Theano)
+    assert not any(isinstance(v.op, type(new.op)) and y in v.inputs for v in toposort(after))
     same_values([a, c], after, values)
     assert prune_scans([a, b, c])[1] is b  # nothing to drop: the graph is unchanged
 
@@ -132,3 +135,18 @@ def test_inner_graphs_are_optimized_by_the_pipeline():
     same_values([hs], after, values)
     f_after = optimize_scans(optimize([hs]), optimize)
     same_values([hs], f_after, values)
+
+
+def test_a_branch_reads_values_the_function_computes_anyway():
+    from theanine.compiler.ifelse import ifelse
+    from theanine.graph.ops.ifelse import IfElse
+
+    c, x = T.lscalar("c"), T.dvector("x")
+    shared_work = T.exp(x) * 2
+    out = ifelse(c, shared_work.sum() + 1, x.sum()) + shared_work
+    after = share_branch_work([out])
+    (node,) = [v for v in toposort(after) if isinstance(v.op, IfElse)]
+    assert shared_work in node.inputs  # passed in, not recomputed inside the branch
+    assert Exp not in [type(v.op) for v in toposort(node.op.then_outputs)]
+    for flag in (0, 1):
+        same_values([out], after, {c: flag, x: RNG.normal(size=3)})

@@ -72,7 +72,9 @@ def batch_normalization_train(
     inputs, gamma, beta = map(as_tensor_variable, (inputs, gamma, beta))
     axes = _axes(axes, inputs.ndim)
     if (running_mean is None) != (running_var is None):
-        raise ValueError("batch_normalization_train: give both running_mean and running_var, or neither")
+        raise ValueError(
+            "batch_normalization_train: give both running_mean and running_var, or neither"
+        )
     params = [gamma, beta]
     if running_mean is not None:
         params += [as_tensor_variable(running_mean), as_tensor_variable(running_var)]

@@ -12,7 +12,10 @@ from numpy.lib.stride_tricks import as_strided
 from ..type import TensorType, is_discrete, upcast
 from ..var import Constant, Op, Var, as_tensor_variable, constant
 
-__all__ = ["Conv2d", "Conv2dGradInputs", "Conv2dGradWeights", "conv2d", "conv_output_length"]
+__all__ = [
+    "Conv2d", "Conv2dGradInputs", "Conv2dGradWeights", "conv2d", "conv2d_transpose",
+    "conv2d_grad_wrt_inputs", "conv2d_grad_wrt_weights", "conv_output_length",
+]
 
 BORDER_MODES = ("valid", "full", "half")
 
@@ -104,10 +107,8 @@ class _ConvOp(Op):
 
     def _runtime_out(self, x_shape: tuple, kernel: tuple, what: str) -> tuple:
         pads = _pads(self.border_mode, kernel, self.filter_dilation)
-        out = tuple(
-            conv_output_length(n, k, s, p, d)
-            for n, k, s, p, d in zip(x_shape[2:], kernel, self.subsample, pads, self.filter_dilation)
-        )
+        geometry = zip(x_shape[2:], kernel, self.subsample, pads, self.filter_dilation)
+        out = tuple(conv_output_length(n, k, s, p, d) for n, k, s, p, d in geometry)
         if min(out) <= 0:
             raise ValueError(
                 f"{what}: the (dilated) filters of size {tuple(kernel)} do not fit in the input of "
@@ -117,7 +118,10 @@ class _ConvOp(Op):
 
     def _groups(self, channels: int, filters: int):
         cg, fg = channels // self.num_groups, filters // self.num_groups
-        return [(slice(k * cg, (k + 1) * cg), slice(k * fg, (k + 1) * fg)) for k in range(self.num_groups)]
+        return [
+            (slice(k * cg, (k + 1) * cg), slice(k * fg, (k + 1) * fg))
+            for k in range(self.num_groups)
+        ]
 
     def _kernel(self, w: np.ndarray) -> np.ndarray:
         return w[:, :, ::-1, ::-1] if self.filter_flip else w
@@ -220,8 +224,9 @@ class Conv2dGradInputs(_ConvOp):
             for i in range(w.shape[2]):
                 for j in range(w.shape[3]):
                     r0, c0 = i * dr, j * dc
-                    block = dxp[:, cs, r0 : r0 + sr * (ho - 1) + 1 : sr, c0 : c0 + sc * (wo - 1) + 1 : sc]
-                    block += parts[:, i, j].transpose(1, 0, 2, 3)
+                    rows_hit = slice(r0, r0 + sr * (ho - 1) + 1, sr)
+                    cols_hit = slice(c0, c0 + sc * (wo - 1) + 1, sc)
+                    dxp[:, cs, rows_hit, cols_hit] += parts[:, i, j].transpose(1, 0, 2, 3)
         return np.ascontiguousarray(dxp[:, :, pr : pr + rows, pc : pc + cols])
 
     def pullback(self, inputs, output, g):
@@ -345,18 +350,69 @@ def conv2d(
         )
         input_shape = image_shape
     x, w = as_tensor_variable(input), as_tensor_variable(filters)
+    op = Conv2d(**_geometry(border_mode, subsample, filter_flip, filter_dilation, num_groups))
+    for v, what in ((x, "input"), (w, "filters")):
+        if v.ndim != 4:
+            raise TypeError(
+                f"conv2d: {what} must be a 4-d tensor, got {v.describe()} of type {v.type}"
+            )
+    x = _with_hint(x, input_shape, "input_shape")
+    w = _with_hint(w, filter_shape, "filter_shape")
+    return Var(op, (x, w))
+
+
+def _geometry(border_mode, subsample, filter_flip, filter_dilation, num_groups) -> dict:
     if not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
         raise ValueError(f"conv2d: num_groups must be a positive int, got {num_groups!r}")
-    op = Conv2d(
+    return dict(
         border_mode=_border_mode(border_mode),
         subsample=_int_pair(subsample, "subsample", 1),
         filter_flip=bool(filter_flip),
         filter_dilation=_int_pair(filter_dilation, "filter_dilation", 1),
         num_groups=int(num_groups),
     )
-    for v, what in ((x, "input"), (w, "filters")):
-        if v.ndim != 4:
-            raise TypeError(f"conv2d: {what} must be a 4-d tensor, got {v.describe()} of type {v.type}")
-    x = _with_hint(x, input_shape, "input_shape")
-    w = _with_hint(w, filter_shape, "filter_shape")
-    return Var(op, (x, w))
+
+
+def _size_pair(shape, what: str) -> Var:
+    """The last two entries of a shape (ints or symbolic sizes) as an int64 vector."""
+    if isinstance(shape, Var):
+        return shape[-2:]
+    sizes = list(shape)[-2:]
+    if len(sizes) != 2:
+        raise ValueError(f"conv2d: {what} needs at least 2 entries (rows, cols), got {shape!r}")
+    if all(isinstance(s, (int, np.integer)) for s in sizes):
+        return constant(np.array(sizes, dtype="int64"))
+    from .. import tensor as T
+
+    return T.stack([T.cast(as_tensor_variable(s), "int64") for s in sizes])
+
+
+def conv2d_grad_wrt_inputs(output_grad, filters, input_shape, filter_shape=None,
+                           border_mode="valid", subsample=(1, 1), filter_flip: bool = True,
+                           filter_dilation=(1, 1), num_groups: int = 1) -> Var:
+    """The gradient of conv2d with respect to its input, for an input of `input_shape`."""
+    w = _with_hint(as_tensor_variable(filters), filter_shape, "filter_shape")
+    params = _geometry(border_mode, subsample, filter_flip, filter_dilation, num_groups)
+    shape = _size_pair(input_shape, "input_shape")
+    return Var(Conv2dGradInputs(**params), (w, as_tensor_variable(output_grad), shape))
+
+
+def conv2d_grad_wrt_weights(input, output_grad, filter_shape, input_shape=None,  # noqa: A002
+                            border_mode="valid", subsample=(1, 1), filter_flip: bool = True,
+                            filter_dilation=(1, 1), num_groups: int = 1) -> Var:
+    """The gradient of conv2d with respect to its filters, for filters of `filter_shape`."""
+    x = _with_hint(as_tensor_variable(input), input_shape, "input_shape")
+    params = _geometry(border_mode, subsample, filter_flip, filter_dilation, num_groups)
+    shape = _size_pair(filter_shape, "filter_shape")
+    return Var(Conv2dGradWeights(**params), (x, as_tensor_variable(output_grad), shape))
+
+
+def conv2d_transpose(input, filters, output_shape, filter_shape=None,  # noqa: A002
+                     border_mode="valid", input_dilation=(1, 1), filter_flip: bool = True,
+                     filter_dilation=(1, 1), num_groups: int = 1) -> Var:
+    """The transposed convolution ("deconvolution"): the gradient of a conv2d with stride
+    `input_dilation` whose input has `output_shape`, applied to `input`."""
+    return conv2d_grad_wrt_inputs(
+        input, filters, output_shape, filter_shape, border_mode, input_dilation, filter_flip,
+        filter_dilation, num_groups,
+    )

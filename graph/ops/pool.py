@@ -1,4 +1,4 @@
-"""2-d pooling over the last two axes (max, sum, average with or without padding) and its gradients."""
+"""2-d pooling of the last two axes (max, sum, average with or without padding), its gradients."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from numpy.lib.stride_tricks import as_strided
 from ..type import TensorType
 from ..var import Op, Var
 
-__all__ = ["Pool2d", "MaxPool2dGrad", "AveragePool2dGrad", "MaxPool2dGradGrad", "pool_output_length"]
+__all__ = [
+    "Pool2d", "MaxPool2dGrad", "AveragePool2dGrad", "MaxPool2dGradGrad", "pool_output_length",
+]
 
 MODES = ("max", "sum", "average_inc_pad", "average_exc_pad")
 
@@ -45,7 +47,9 @@ class _PoolOp(Op):
         if self.pad != (0, 0) and not self.ignore_border:
             raise NotImplementedError("pool_2d: padding needs ignore_border=True, as in Theano")
         if any(p >= w for p, w in zip(self.pad, self.ws)):
-            raise ValueError(f"pool_2d: the padding {self.pad} must be smaller than the window {self.ws}")
+            raise ValueError(
+                f"pool_2d: the padding {self.pad} must be smaller than the window {self.ws}"
+            )
 
     def _out(self, rows, cols) -> tuple:
         return tuple(
@@ -54,7 +58,7 @@ class _PoolOp(Op):
         )
 
     def _frame(self, x: np.ndarray, fill) -> tuple:
-        """x as (n, rows, cols) inside a padded frame big enough for every window; the output size."""
+        """x as (n, rows, cols) in a padded frame big enough for every window; the output size."""
         rows, cols = x.shape[-2:]
         out = self._out(rows, cols)
         (pr, pc), (sr, sc), (wr, wc) = self.pad, self.stride, self.ws

@@ -107,6 +107,7 @@ class Scan(Op):
     # -- structure -------------------------------------------------------------------------------
     @property
     def n_states(self) -> int:
+        """The number of recurrent states (outputs fed back through taps)."""
         return len(self.state_taps)
 
     def lag(self, i: int) -> int:
@@ -114,6 +115,7 @@ class Scan(Op):
         return -min(self.state_taps[i])
 
     def name_of(self, kind: str, k: int) -> str:
+        """How messages name sequence, output ("output": a state) or nitsot number k."""
         offset = {"sequence": 0, "output": self.n_seqs, "nitsot": self.n_seqs + self.n_states}[kind]
         if offset + k < len(self.names) and self.names[offset + k]:
             return self.names[offset + k]
@@ -137,6 +139,7 @@ class Scan(Op):
 
     @property
     def n_nonseqs(self) -> int:
+        """The number of non-sequence inputs (the same value at every step)."""
         return len(self.inner_inputs) - self.n_seqs - sum(len(t) for t in self.state_taps)
 
     # -- types -----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Modes 'cuda-emulator' and 'cuda': a plan of generated kernels (and explicit host ops) over a device."""
+"""Modes 'cuda-emulator' and 'cuda': generated kernels and explicit host ops on a device."""
 
 from __future__ import annotations
 
@@ -25,8 +25,6 @@ HOST_OPS: dict[type, str] = {
     reduce.AxisSize: "a scalar computed from the input's shape: no data to move",
     shape.Shape: "a shape is host metadata",
     shape.MakeVector: "builds a small host vector from scalars",
-    shape.Reshape: "a view of contiguous device memory (host copy for now)",
-    shape.SpecifyShape: "a shape check",
     shape.Copy: _NO_KERNEL,
     shape.Join: _NO_KERNEL,
     linalg.TensorDot: "needs batched GEMM (not generated yet)",
@@ -38,30 +36,54 @@ HOST_OPS: dict[type, str] = {
     subtensor.Subtensor: "indexing kernels are not generated yet",
     subtensor.IncSubtensor: "inc_subtensor with atomics is not generated yet",
     random.RandomOp: "the Philox generator is not generated yet (must match the CPU bits)",
-    composite.Proj: "picks one output of a multi-output node: no work",
 }
 for _cls in (shape_alloc.ARange, shape_alloc.Alloc, shape_alloc.AllocDiag, shape_alloc.ArgSort,
              shape_alloc.Diagonal, shape_alloc.DiagonalGrad, shape_alloc.Eye, shape_alloc.Nonzero,
              shape_alloc.PutAlongAxis, shape_alloc.Repeat, shape_alloc.Roll, shape_alloc.Sort,
              shape_alloc.SumToShape, shape_alloc.TakeAlongAxis, shape_alloc.Tile):
     HOST_OPS[_cls] = _NO_KERNEL
-for _cls in (elemwise_math.Erfinv, elemwise_math.Erfcinv, elemwise_math.Erfcx, elemwise_math.Polygamma,
-             elemwise_math.Real, elemwise_math.Imag, elemwise_math.Conj, elemwise_math.Angle):
+_M = elemwise_math
+for _cls in (_M.Erfinv, _M.Erfcinv, _M.Erfcx, _M.Polygamma, _M.Real, _M.Imag, _M.Conj, _M.Angle):
     HOST_OPS[_cls] = "no CUDA scalar rendering (special function or complex numbers)"
+
+
+class View:
+    """Nodes that relabel device memory without moving it: Proj, Reshape, SpecifyShape."""
+
+    kernel = None
+
+    def apply(self, var: Var, values: list, host) -> object:
+        """The output: a DeviceArray sharing its input's memory (a host value for host inputs)."""
+        x = values[0]
+        if isinstance(var.op, composite.Proj):
+            return x[var.op.index]
+        if not isinstance(x, DeviceArray):
+            return run_node(var, [x] + [host(v) for v in values[1:]])
+        # perform on a zero-byte stand-in: the op's own checks and shape logic, no data copied
+        stand_in = np.empty(x.shape, dtype=[])
+        shape_ = var.op.perform(stand_in, *[host(v) for v in values[1:]]).shape
+        if not var.type.accepts_shape(shape_):
+            raise ValueError(f"{var.op} computed shape {shape_}, which does not fit {var.type}")
+        return DeviceArray(shape_, x.dtype, x.handle, x.device)
+
+
+VIEW_OPS = (composite.Proj, shape.Reshape, shape.SpecifyShape)
 
 
 def lower(var: Var):
     """The kernel lowering of `var`, or (None, reason) when it runs on the host."""
     op = var.op
-    if isinstance(op, composite.Proj):
-        return None, HOST_OPS[composite.Proj]
-    tensor = isinstance(var.type, TensorType) or isinstance(op, (composite.Composite, blas.MaxAndArgmax))
+    if isinstance(op, VIEW_OPS):
+        return View(), None
+    multi_output = isinstance(op, (composite.Composite, blas.MaxAndArgmax))
+    tensor = isinstance(var.type, TensorType) or multi_output
     if tensor and isinstance(op, (elemwise.Elemwise, shape.DimShuffle)):
         if isinstance(op, shape.DimShuffle) or elementwise_supported(var):
             return elementwise_kernel(var), None
     if tensor and reducible(var):
         return reduction_kernel(var), None
-    if tensor and isinstance(op, (nnet.Softmax, nnet.LogSoftmax)) and var.dtype in ("float32", "float64"):
+    softmax = isinstance(op, (nnet.Softmax, nnet.LogSoftmax))
+    if tensor and softmax and var.dtype in ("float32", "float64"):
         return softmax_kernel(var), None
     if tensor and isinstance(op, (linalg.Dot, linalg.MatMul, blas.Gemm)) and gemm_supported(var):
         return gemm_kernel(var), None
@@ -73,19 +95,21 @@ def lower(var: Var):
     if isinstance(op, (reduce.Sum, reduce.Prod, reduce.Max, reduce.Min, reduce.Argmax, reduce.All)):
         return None, f"no CUDA kernel for input dtype {var.inputs[0].dtype}"
     raise NotImplementedError(
-        f"the CUDA backend has no lowering for {type(op).__name__} ({var.describe()}) and it is not in "
-        f"kernels/cuda/backend.py:HOST_OPS; node created at\n  {var.where()}"
+        f"the CUDA backend has no lowering for {type(op).__name__} ({var.describe()}) and it is "
+        f"not in kernels/cuda/backend.py:HOST_OPS; node created at\n  {var.where()}"
     )
 
 
 class CudaPlan:
-    """A graph as steps over device slots: kernel steps launch generated code, host steps run perform.
+    """A graph as steps over slots: kernel steps launch generated code, host steps run perform.
 
     Values move lazily: a kernel reads DeviceArrays (host values are copied up on first use), a host
     step reads numpy arrays (device values are copied down), outputs come back as numpy arrays.
     """
 
-    def __init__(self, inputs: Sequence[Var], outputs: Sequence[Var], device, nan_guard: bool = False) -> None:
+    def __init__(
+        self, inputs: Sequence[Var], outputs: Sequence[Var], device, nan_guard: bool = False
+    ) -> None:
         self.device = device
         self.nan_guard = nan_guard
         self.n_inputs = len(inputs)
@@ -101,7 +125,8 @@ class CudaPlan:
             self.template.append(None)
             if var.inputs:
                 lowering, reason = lower(var)
-                self.steps.append((var, lowering, reason, tuple(slot_of[id(x)] for x in var.inputs), slot))
+                arguments = tuple(slot_of[id(x)] for x in var.inputs)
+                self.steps.append((var, lowering, reason, arguments, slot))
             elif isinstance(var.op, Shared):
                 self.shared.append((slot, var.container))
             elif isinstance(var.op, Input):
@@ -119,11 +144,12 @@ class CudaPlan:
 
     def kernels(self) -> list[Kernel]:
         """Every generated kernel, in execution order."""
-        return [step[1].kernel for step in self.steps if step[1] is not None]
+        return [step[1].kernel for step in self.steps if getattr(step[1], "kernel", None)]
 
     def kernel_sources(self) -> list[tuple[Var, str]]:
         """(node, generated CUDA C) for every node that runs a kernel."""
-        return [(step[0], step[1].kernel.source) for step in self.steps if step[1] is not None]
+        return [(step[0], kernel.source) for step in self.steps
+                if (kernel := getattr(step[1], "kernel", None)) is not None]
 
     def host_nodes(self) -> list[tuple[Var, str]]:
         """(node, reason) for every node that runs on the host."""
@@ -137,7 +163,7 @@ class CudaPlan:
         return self._module
 
     def run(self, input_values: Sequence, times: list | None = None) -> list:
-        """Every output as a numpy array, from checked input values; shared values are read first."""
+        """Every output as a numpy array, from checked input values; shared values read first."""
         module = self.module()
         values = self.template.copy()
         values[: self.n_inputs] = input_values
@@ -148,13 +174,17 @@ class CudaPlan:
             if lowering is None:
                 arguments = [self._host(values[i]) for i in args]
                 values[slot] = run_node(var, arguments)
+            elif isinstance(lowering, View):
+                values[slot] = lowering.apply(var, [values[i] for i in args], self._host)
             else:
                 arguments = [self._device(values[i]) for i in args]
                 _check_inputs(var, arguments)
                 try:
                     values[slot] = lowering.launch(self.device, module, arguments)
                 except (EmulatorError, ValueError) as error:
-                    raise type(error)(f"{var.op} ({var.describe()}): {error}\nnode created at\n  {var.where()}") from None
+                    where = f"node created at\n  {var.where()}"
+                    message = f"{var.op} ({var.describe()}): {error}\n{where}"
+                    raise type(error)(message) from None
             if times is not None:
                 self.device.synchronize()
                 times[k] += time.perf_counter() - start
@@ -177,11 +207,12 @@ class CudaPlan:
     def _check_finite(self, var: Var, value) -> None:
         for out in value if isinstance(value, tuple) else (value,):
             out = self._host(out)
-            if isinstance(out, np.ndarray) and out.dtype.kind in "fc" and not np.isfinite(out).all():
+            floating = isinstance(out, np.ndarray) and out.dtype.kind in "fc"
+            if floating and not np.isfinite(out).all():
                 bad = "NaN" if np.isnan(out).any() else "Inf"
                 raise FloatingPointError(
-                    f"NanGuardMode: {var.op} produced {bad} (output shape {out.shape}); node created at\n"
-                    f"  {var.where()}"
+                    f"NanGuardMode: {var.op} produced {bad} (output shape {out.shape}); "
+                    f"node created at\n  {var.where()}"
                 )
 
 
@@ -190,15 +221,16 @@ def _check_inputs(var: Var, arguments: Sequence[DeviceArray]) -> None:
     for k, (x, value) in enumerate(zip(var.inputs, arguments)):
         if not isinstance(x.type, TensorType):
             continue
-        if len(value.shape) != x.ndim or any(s is not None and s != n for s, n in zip(x.type.shape, value.shape)):
+        sizes = zip(x.type.shape, value.shape)
+        if len(value.shape) != x.ndim or any(s is not None and s != n for s, n in sizes):
             raise ValueError(
-                f"{var.op} ({var.describe()}): input {k} has shape {value.shape}, expected {x.type}; "
-                f"node created at\n  {var.where()}"
+                f"{var.op} ({var.describe()}): input {k} has shape {value.shape}, "
+                f"expected {x.type}; node created at\n  {var.where()}"
             )
 
 
 class CudaBackend:
-    """A CUDA backend over one device: the emulator (mode 'cuda-emulator') or a GPU (mode 'cuda')."""
+    """A CUDA backend on one device: the emulator (mode 'cuda-emulator') or a GPU (mode 'cuda')."""
 
     def __init__(self, name: str, make_device) -> None:
         self.name = name
@@ -217,7 +249,10 @@ class CudaBackend:
         """May this elementwise node be fused into a Composite (its scalar ops render as CUDA C)?"""
         return elementwise_supported(var)
 
-    def compile(self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False) -> CudaPlan:
+    def compile(
+        self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False
+    ) -> CudaPlan:
+        """The plan computing `outputs` from `inputs` on this backend's device."""
         return CudaPlan(inputs, outputs, self.device, nan_guard)
 
 

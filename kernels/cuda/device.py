@@ -1,4 +1,4 @@
-"""The device layer: EmulatorDevice (g++ against emulator.h, through ctypes) and PyCudaDevice (a GPU)."""
+"""Devices: EmulatorDevice (g++ against emulator.h, called via ctypes) and PyCudaDevice (a GPU)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class EmulatorError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where compiled kernels are kept: $THEANINE_CACHE or ~/.cache/theanine."""
-    root = os.environ.get("THEANINE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "theanine")
+    default = os.path.join(os.path.expanduser("~"), ".cache", "theanine")
+    root = os.environ.get("THEANINE_CACHE") or default
     return Path(root)
 
 
@@ -43,7 +44,8 @@ class DeviceArray:
     __slots__ = ("shape", "dtype", "handle", "device")
 
     def __init__(self, shape: tuple, dtype: np.dtype, handle, device) -> None:
-        self.shape, self.dtype, self.handle, self.device = tuple(shape), np.dtype(dtype), handle, device
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.handle, self.device = handle, device
 
     @property
     def size(self) -> int:
@@ -58,7 +60,8 @@ class DeviceArray:
         return self.device.to_host(self)
 
     def __repr__(self) -> str:
-        return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, on {type(self.device).__name__})"
+        where = type(self.device).__name__
+        return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, on {where})"
 
 
 # --- the emulator ---------------------------------------------------------------------------------
@@ -90,6 +93,21 @@ class _Guarded:
         return None
 
 
+_STACKS: list[int] = []  # the process's fiber stacks, shared by every module
+_LAUNCH_LOCK = threading.Lock()  # one launch at a time in the process: the stacks are shared
+
+
+def _fiber_stacks(library) -> int:
+    """The address of the fiber stacks, mapped by the first module loaded."""
+    with _LAUNCH_LOCK:
+        if not _STACKS:
+            address = library.emu_map_stacks()
+            if not address:
+                raise MemoryError("the CUDA emulator could not map its fiber stacks")
+            _STACKS.append(address)
+    return _STACKS[0]
+
+
 class EmulatorModule:
     """A compiled shared library of kernels; `launch` runs one of them on the emulator."""
 
@@ -100,19 +118,26 @@ class EmulatorModule:
             ctypes.c_int, ctypes.c_ulonglong, ctypes.c_void_p, ctypes.c_void_p,
         ]
         self.library.emu_last_error.restype = ctypes.c_char_p
+        self.library.emu_map_stacks.restype = ctypes.c_void_p
+        self.library.emu_use_stacks.argtypes = [ctypes.c_void_p]
+        self.library.emu_use_stacks(_fiber_stacks(self.library))
         self.kernels = {k.name: k for k in kernels}
         self.parameters = {k.name: k.parameters() for k in kernels}
-        self.bodies = {k.name: ctypes.cast(getattr(self.library, f"emu_body_{k.name}"), ctypes.c_void_p).value for k in kernels}
+        self.bodies = {
+            k.name: ctypes.cast(getattr(self.library, f"emu_body_{k.name}"), ctypes.c_void_p).value
+            for k in kernels
+        }
 
 
 def _launcher(kernel: Kernel, namespace: str) -> str:
-    """The C++ that calls `kernel` with arguments unpacked from a void** array (as cuLaunchKernel)."""
+    """C++ calling `kernel` with arguments unpacked from a void** array (as cuLaunchKernel)."""
     args = ", ".join(f"*({ctype}*)a[{k}]" for k, (ctype, _) in enumerate(kernel.parameters()))
-    return f'extern "C" void emu_body_{kernel.name}(void** a) {{ {namespace}::{kernel.name}({args}); }}\n'
+    call = f"{namespace}::{kernel.name}({args});"
+    return f'extern "C" void emu_body_{kernel.name}(void** a) {{ {call} }}\n'
 
 
 def emulator_source(kernels: Sequence[Kernel]) -> str:
-    """One C++ translation unit: the header, each kernel in its own namespace, and their launchers."""
+    """One C++ translation unit: the header, each source in its own namespace, the launchers."""
     parts = [f'#include "{HEADER}"\n']
     namespaces: dict[str, str] = {}  # a source holding several kernels is compiled once
     for kernel in kernels:
@@ -127,7 +152,7 @@ def emulator_source(kernels: Sequence[Kernel]) -> str:
 class EmulatorDevice:
     """Runs generated CUDA C on the CPU: g++ -O2 against emulator.h, launched through ctypes.
 
-    `order` is how the threads of a block take turns: forward, reverse or shuffled (seeded by `seed`);
+    `order` is how the threads of a block take turns: forward, reverse or shuffled (by `seed`);
     running a test in all three exposes a missing __syncthreads that one order hides.
     """
 
@@ -152,14 +177,15 @@ class EmulatorDevice:
 
     # --- compilation ---
     def compile(self, kernels: Sequence[Kernel]) -> EmulatorModule:
-        """A module holding `kernels` (compiled once per source set, then loaded from the disk cache)."""
+        """A module holding `kernels` (compiled once per source set, then loaded from disk)."""
         unique = list({k.name: k for k in kernels}.values())
         source = emulator_source(unique)
         key = hashlib.sha256((HEADER.read_text() + source).encode()).hexdigest()[:20]
         with self._lock:
             module = self._modules.get(key)
             if module is None:
-                module = self._modules[key] = EmulatorModule(self._build(key, source, unique), unique)
+                module = EmulatorModule(self._build(key, source, unique), unique)
+                self._modules[key] = module
         return module
 
     def _build(self, key: str, source: str, kernels: Sequence[Kernel]) -> Path:
@@ -198,8 +224,10 @@ class EmulatorDevice:
         return array.handle.data().view(array.dtype).reshape(array.shape).copy()
 
     # --- launches ---
-    def launch(self, module: EmulatorModule, name: str, grid: tuple, block: tuple, args: Sequence) -> None:
-        """Run kernel `name` on a grid of blocks; DeviceArrays pass as pointers, numbers by value."""
+    def launch(
+        self, module: EmulatorModule, name: str, grid: tuple, block: tuple, args: Sequence
+    ) -> None:
+        """Run kernel `name` on a grid; DeviceArrays pass as pointers, numbers by value."""
         params = module.parameters[name]
         if len(args) != len(params):
             raise TypeError(f"kernel {name} takes {len(params)} arguments, got {len(args)}")
@@ -207,28 +235,35 @@ class EmulatorDevice:
         for (ctype, pname), arg in zip(params, args):
             if isinstance(arg, DeviceArray):
                 if "*" not in ctype:
-                    raise TypeError(f"kernel {name}: argument {pname} is {ctype}, got a device array")
+                    message = f"kernel {name}: argument {pname} is {ctype}, got a device array"
+                    raise TypeError(message)
                 storage.append(ctypes.c_void_p(arg.handle.pointer))
                 buffers.append((pname, arg))
             else:
                 base = ctype.replace("const ", "").strip()
                 if base not in _CTYPES:
-                    raise TypeError(f"kernel {name}: cannot pass {arg!r} as argument {pname} ({ctype})")
+                    message = f"kernel {name}: cannot pass {arg!r} as argument {pname} ({ctype})"
+                    raise TypeError(message)
                 storage.append(_CTYPES[base](arg.item() if hasattr(arg, "item") else arg))
         pointers = (ctypes.c_void_p * max(len(storage), 1))(*[ctypes.addressof(s) for s in storage])
         grid, block = _dims(grid), _dims(block)
-        status = module.library.emu_launch(*grid, *block, ORDERS[self.order], self.seed,
-                                           module.bodies[name], pointers)
+        with _LAUNCH_LOCK:
+            status = module.library.emu_launch(
+                *grid, *block, ORDERS[self.order], self.seed, module.bodies[name], pointers
+            )
+            message = module.library.emu_last_error().decode() if status else ""
         if status != 0:
-            message = module.library.emu_last_error().decode()
-            raise EmulatorError(f"kernel {name} failed on the emulator ({self.order} order): {message}\n"
-                                f"{_what(module, name)}")
+            raise EmulatorError(
+                f"kernel {name} failed on the emulator ({self.order} order): {message}\n"
+                f"{_what(module, name)}"
+            )
         for pname, arg in buffers:
             damage = arg.handle.damage()
             if damage is not None:
                 raise EmulatorError(
                     f"kernel {name} wrote out of bounds of argument {pname} "
-                    f"({arg.dtype.name} buffer of {arg.size} elements): {damage}\n{_what(module, name)}"
+                    f"({arg.dtype.name} buffer of {arg.size} elements): {damage}\n"
+                    f"{_what(module, name)}"
                 )
 
     def synchronize(self) -> None:
@@ -249,10 +284,12 @@ def _which_failed(kernels: Sequence[Kernel], log: str) -> CudaCompileError:
     for kernel in kernels:
         if f"{kernel.name}.cu:" in log:
             return compile_error("g++", kernel, log)
-    return compile_error("g++", kernels[0] if len(kernels) == 1 else Kernel("module", "", what="the launchers"), log)
+    if len(kernels) == 1:
+        return compile_error("g++", kernels[0], log)
+    return compile_error("g++", Kernel("module", "", what="the launchers"), log)
 
 
-# --- a real GPU through PyCUDA (imported only here, only when used) --------------------------------
+# --- a real GPU through PyCUDA (imported only here, only when used) ------------------------------
 
 
 class PyCudaDevice:
@@ -278,7 +315,9 @@ class PyCudaDevice:
         from pycuda.compiler import SourceModule
 
         unique = list({k.name: k for k in kernels}.values())
-        source = "".join(f"namespace m{k} {{\n{kernel.source}\n}}\n" for k, kernel in enumerate(unique))
+        source = "".join(
+            f"namespace m{k} {{\n{kernel.source}\n}}\n" for k, kernel in enumerate(unique)
+        )
         key = hashlib.sha256(source.encode()).hexdigest()
         if key not in self._modules:
             try:

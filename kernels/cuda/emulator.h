@@ -46,7 +46,7 @@ namespace emu {
 
 enum State { READY, WAIT_BLOCK, WAIT_WARP, DONE };
 const int MAX_THREADS = 1024;
-const size_t STACK_BYTES = 256 * 1024;
+const size_t STACK_BYTES = 128 * 1024;  // per fiber; the lowest page is a guard (overflow faults)
 
 struct Fiber {
   void* sp;
@@ -256,13 +256,8 @@ extern "C" int emu_launch(unsigned gx, unsigned gy, unsigned gz, unsigned bx, un
     return 1;
   }
   if (ctx.stacks == nullptr) {
-    void* memory = mmap(nullptr, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (memory == MAP_FAILED) {
-      fail("cannot map %zu bytes of fiber stacks", STACK_BYTES * MAX_THREADS);
-      return 1;
-    }
-    ctx.stacks = (char*)memory;
+    fail("no fiber stacks: call emu_use_stacks first");
+    return 1;
   }
   rng_state = seed;
   ctx.n_threads = (int)n;
@@ -285,14 +280,29 @@ extern "C" int emu_launch(unsigned gx, unsigned gy, unsigned gz, unsigned bx, un
 
 extern "C" const char* emu_last_error() { return emu::ctx.message; }
 
+// Fiber stacks for every module of the process (one launch runs at a time): mapped once, with
+// a guard page at the bottom of each stack so that an overflow faults instead of corrupting.
+extern "C" void* emu_map_stacks() {
+  using namespace emu;
+  void* memory = mmap(nullptr, STACK_BYTES * MAX_THREADS, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (memory == MAP_FAILED) return nullptr;
+  for (int t = 0; t < MAX_THREADS; t++) mprotect((char*)memory + t * STACK_BYTES, 4096, PROT_NONE);
+  return memory;
+}
+
+extern "C" void emu_use_stacks(void* stacks) { emu::ctx.stacks = (char*)stacks; }
+
 // --- synchronization ----------------------------------------------------------------------------
 
 #define __syncthreads() emu::barrier(emu::WAIT_BLOCK, __LINE__)
 #define __syncwarp(...) emu::barrier(emu::WAIT_WARP, __LINE__)
 #define __threadfence() ((void)0)
 #define __threadfence_block() ((void)0)
-#define assert(cond) \
-  ((cond) ? (void)0 : (emu::fail("assert(%s) failed at line %d", #cond, __LINE__), emu::abort_thread()))
+#define assert(cond)                                                         \
+  ((cond) ? (void)0                                                          \
+          : (emu::fail("assert(%s) failed at line %d", #cond, __LINE__), \
+             emu::abort_thread()))
 #define __trap() (emu::fail("__trap() at line %d", __LINE__), emu::abort_thread())
 
 namespace emu {
@@ -383,13 +393,21 @@ static inline int __syncthreads_count(int predicate) {
 }
 #define __syncthreads_or(p) (__syncthreads_count(p) != 0)
 
-// --- atomics: fibers never interleave inside one, so a plain read-modify-write is atomic ----------
+// --- atomics: fibers never interleave inside one, so a plain read-modify-write is atomic --------
 
 template <class T> static inline T atomicAdd(T* p, T v) { T old = *p; *p = old + v; return old; }
 template <class T> static inline T atomicSub(T* p, T v) { T old = *p; *p = old - v; return old; }
 template <class T> static inline T atomicExch(T* p, T v) { T old = *p; *p = v; return old; }
-template <class T> static inline T atomicMax(T* p, T v) { T old = *p; if (v > old) *p = v; return old; }
-template <class T> static inline T atomicMin(T* p, T v) { T old = *p; if (v < old) *p = v; return old; }
+template <class T> static inline T atomicMax(T* p, T v) {
+  T old = *p;
+  if (v > old) *p = v;
+  return old;
+}
+template <class T> static inline T atomicMin(T* p, T v) {
+  T old = *p;
+  if (v < old) *p = v;
+  return old;
+}
 template <class T> static inline T atomicAnd(T* p, T v) { T old = *p; *p = old & v; return old; }
 template <class T> static inline T atomicOr(T* p, T v) { T old = *p; *p = old | v; return old; }
 template <class T> static inline T atomicCAS(T* p, T compare, T v) {

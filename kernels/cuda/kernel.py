@@ -1,4 +1,4 @@
-"""A generated CUDA kernel (name, source, kind, the op it computes) and the compile error that shows it."""
+"""A generated CUDA kernel (name, source, kind, the op it computes) and the error that shows it."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ _SIGNATURE = re.compile(
 
 @dataclass(frozen=True)
 class Kernel:
-    """One kernel's CUDA C: `kind` is elementwise, reduction, gemm, softmax or other; `what` names its op."""
+    """A kernel's CUDA C; `kind`: elementwise, reduction, gemm, softmax or other; `what`: its op."""
 
     name: str
     source: str
@@ -57,7 +57,7 @@ def numbered(source: str) -> str:
 
 
 class CudaCompileError(RuntimeError):
-    """A generated kernel failed to compile: the message shows the op, the numbered source, the log."""
+    """A generated kernel failed to compile: the message shows its op, numbered source and log."""
 
 
 def compile_error(compiler: str, kernel: Kernel, log: str) -> CudaCompileError:

@@ -1,4 +1,4 @@
-"""The compile gate: generated kernels through the real nvcc (-cubin -Xptxas -v) and their resource reports."""
+"""The compile gate: kernels through the real nvcc (-cubin -Xptxas -v), their resource reports."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def parse_report(log: str, kernel: Kernel, arch: str) -> Resources:
     return Resources(
         kernel=kernel.name, arch=arch, registers=number(r"Used (\d+) registers"),
         shared_bytes=number(r"(\d+) bytes smem"), stack_bytes=number(r"(\d+) bytes stack frame"),
-        spill_stores=number(r"(\d+) bytes spill stores"), spill_loads=number(r"(\d+) bytes spill loads"),
+        spill_stores=number(r"(\d+) bytes spill stores"),
+        spill_loads=number(r"(\d+) bytes spill loads"),
         threads=int(bounds.group(1)) if bounds else 1024,
     )
 
@@ -80,24 +81,29 @@ def _run_nvcc(nvcc: str, kernels: Sequence[Kernel], arch: str) -> tuple[int, str
         if len(kernels) == 1:
             text = kernels[0].source
         else:
-            text = "".join(f"namespace m{k} {{\n{kernel.source}\n}}\n" for k, kernel in enumerate(kernels))
+            text = "".join(
+                f"namespace m{k} {{\n{kernel.source}\n}}\n" for k, kernel in enumerate(kernels)
+            )
         source = Path(tmp) / (f"{kernels[0].name}.cu" if len(kernels) == 1 else "kernels.cu")
         source.write_text(text)
-        command = [nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-o", str(Path(tmp) / "k.cubin"),
-                   str(source)]
+        cubin = str(Path(tmp) / "k.cubin")
+        command = [nvcc, f"-arch={arch}", "-cubin", "-Xptxas", "-v", "-o", cubin, str(source)]
         result = subprocess.run(command, capture_output=True, text=True)
         return result.returncode, result.stderr + result.stdout
 
 
 def _compile_batch(nvcc: str, kernels: Sequence[Kernel], arch: str) -> list[Resources]:
-    """One nvcc call for many kernels (its start-up dominates); on failure, find the culprit alone."""
+    """One nvcc call for many kernels (start-up dominates); on failure, find the culprit alone."""
     status, log = _run_nvcc(nvcc, kernels, arch)
     if status != 0:
         for kernel in kernels:
-            alone_status, alone_log = _run_nvcc(nvcc, [kernel], arch) if len(kernels) > 1 else (status, log)
+            alone_status, alone_log = (status, log)
+            if len(kernels) > 1:
+                alone_status, alone_log = _run_nvcc(nvcc, [kernel], arch)
             if alone_status != 0:
                 raise compile_error(f"nvcc -arch={arch}", kernel, alone_log)
-        raise RuntimeError(f"nvcc -arch={arch} failed on the kernels together, but on none alone:\n{log}")
+        message = f"nvcc -arch={arch} failed on the kernels together, but on none alone:\n{log}"
+        raise RuntimeError(message)
     reports = []
     for kernel in kernels:
         resources = parse_report(log, kernel, arch)
@@ -109,11 +115,15 @@ def _compile_batch(nvcc: str, kernels: Sequence[Kernel], arch: str) -> list[Reso
     return reports
 
 
-def compile_kernels(kernels: Sequence[Kernel], archs: Sequence[str] = ARCHS, jobs: int = 2) -> list[Resources]:
+def compile_kernels(
+    kernels: Sequence[Kernel], archs: Sequence[str] = ARCHS, jobs: int = 2
+) -> list[Resources]:
     """Compile every kernel for every arch; reports are cached on disk by source hash and arch."""
     nvcc = find_nvcc()
     if nvcc is None:
-        raise FileNotFoundError("nvcc was not found (set CUDA_HOME or put the CUDA toolkit's bin on PATH)")
+        raise FileNotFoundError(
+            "nvcc was not found (set CUDA_HOME or put the CUDA toolkit's bin on PATH)"
+        )
     unique = list({k.source: k for k in kernels}.values())
     done: dict[tuple[str, str], Resources] = {}
     missing: dict[str, list[Kernel]] = {arch: [] for arch in archs}
@@ -124,8 +134,12 @@ def compile_kernels(kernels: Sequence[Kernel], archs: Sequence[str] = ARCHS, job
                 done[kernel.name, arch] = Resources(**json.loads(path.read_text()))
             else:
                 missing[arch].append(kernel)
-    # Batches of 16 per nvcc call, run in parallel: nvcc's start-up, not the kernels, costs the time.
-    work = [(arch, group[i : i + 16]) for arch, group in missing.items() for i in range(0, len(group), 16)]
+    # Batches of 16 per nvcc call, run in parallel: nvcc's start-up, not the kernels, takes time.
+    work = [
+        (arch, group[i : i + 16])
+        for arch, group in missing.items()
+        for i in range(0, len(group), 16)
+    ]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for reports in pool.map(lambda item: _compile_batch(nvcc, item[1], item[0]), work):
             done.update({(r.kernel, r.arch): r for r in reports})
@@ -140,7 +154,9 @@ def limit_problems(kernel: Kernel, resources: Resources) -> list[str]:
         problems.append(f"{where}: {resources.registers} registers x {resources.threads} threads > "
                         f"{MAX_REGISTERS_PER_BLOCK}")
     if resources.shared_bytes > MAX_STATIC_SHARED:
-        problems.append(f"{where}: {resources.shared_bytes} bytes of static shared memory > {MAX_STATIC_SHARED}")
+        problems.append(
+            f"{where}: {resources.shared_bytes} bytes of static shared memory > {MAX_STATIC_SHARED}"
+        )
     if kernel.kind in NO_SPILL_KINDS and (resources.spill_stores or resources.spill_loads):
         problems.append(f"{where}: spills ({resources.spill_stores} bytes stored, "
                         f"{resources.spill_loads} loaded) in a {kernel.kind} kernel")

@@ -1,4 +1,4 @@
-"""The CUDA scalar table: C types of dtypes, C expressions of elementwise ops, and the helpers they use."""
+"""The CUDA scalar table: C types of dtypes, C expressions of elementwise ops, their helpers."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ HELPERS = {
 }""",
     "th_floordiv": """template <class T> __device__ __forceinline__ T th_floordiv(T a, T b) {
   if (b == (T)0) return (T)0;  // numpy gives 0 (and a warning) for integer division by zero
+  if ((T)-1 < (T)0 && b == (T)-1) return (T)0 - a;  // INT_MIN / -1 traps on x86; numpy wraps
   T q = a / b;
   return (q * b != a && ((a < (T)0) != (b < (T)0))) ? q - (T)1 : q;
 }
@@ -49,7 +50,7 @@ __device__ __forceinline__ double th_floordiv(double a, double b) {
   return d - f > 0.5 ? f + 1.0 : f;
 }""",
     "th_mod": """template <class T> __device__ __forceinline__ T th_mod(T a, T b) {
-  if (b == (T)0) return (T)0;
+  if (b == (T)0 || ((T)-1 < (T)0 && b == (T)-1)) return (T)0;  // INT_MIN % -1 traps on x86
   T r = a % b;
   return (r != (T)0 && ((r < (T)0) != (b < (T)0))) ? r + b : r;
 }
@@ -167,6 +168,15 @@ def _elu(scale: float, alpha: float, a, c, h) -> str:
     return out if scale == 1 else f"({literal(scale, c)} * {out})"
 
 
+def _integer_abs(a, c, h):
+    return a[0] if c == "bool" else f"({a[0]} < 0 ? -{a[0]} : {a[0]})"
+
+
+def _softplus(a, c, h):
+    positive = _maxmin("th_max", ">")([a[0], literal(0, c)], c, h)
+    return f"(log1p(exp(-fabs({a[0]}))) + {positive})"
+
+
 # op class -> render(args, compute dtype, helpers). Parametrized ops take the op first (OP_RENDER).
 SCALAR: dict[type, Render] = {
     E.Add: _logical("||", "+"), E.Sub: lambda a, c, h: f"({a[0]} - {a[1]})",
@@ -184,7 +194,7 @@ SCALAR: dict[type, Render] = {
     E.Second: lambda a, c, h: a[1], E.Cast: lambda a, c, h: a[0],
     E.ZeroGrad: lambda a, c, h: a[0], E.DisconnectedGrad: lambda a, c, h: a[0],
     E.GradClip: lambda a, c, h: a[0], E.GradScale: lambda a, c, h: a[0],
-    M.Abs: _by_kind(_call("fabs"), lambda a, c, h: a[0] if c == "bool" else f"({a[0]} < 0 ? -{a[0]} : {a[0]})"),
+    M.Abs: _by_kind(_call("fabs"), _integer_abs),
     M.Sgn: _by_kind(_helper("th_sign"), lambda a, c, h: f"({a[0]} > 0) - ({a[0]} < 0)"),
     M.Sqr: lambda a, c, h: f"({a[0]} * {a[0]})", M.Sqrt: _call("sqrt"),
     M.Reciprocal: lambda a, c, h: f"({literal(1, c)} / {a[0]})",
@@ -198,9 +208,10 @@ SCALAR: dict[type, Render] = {
     M.Rad2Deg: lambda a, c, h: f"({a[0]} * {literal(180 / math.pi, c)})",
     M.Floor: _integral_identity("floor"), M.Ceil: _integral_identity("ceil"),
     M.Trunc: _integral_identity("trunc"), M.Erf: _call("erf"), M.Erfc: _call("erfc"),
-    M.Gamma: _call("tgamma"), M.GammaLn: _call("lgamma"),
+    M.Gamma: _call("tgamma"),
+    M.GammaLn: lambda a, c, h: f"(isinf({a[0]}) ? {a[0]} : lgamma({a[0]}))",  # scipy: -inf -> -inf
     N.Sigmoid: _helper("th_sigmoid"),
-    N.Softplus: lambda a, c, h: f"(log1p(exp(-fabs({a[0]}))) + {_maxmin('th_max', '>')([a[0], literal(0, c)], c, h)})",
+    N.Softplus: _softplus,
     N.Softsign: lambda a, c, h: f"({a[0]} / ({literal(1, c)} + fabs({a[0]})))",
     N.HardSigmoid: lambda a, c, h: _clip([f"({a[0]} * {literal(0.2, c)} + {literal(0.5, c)})",
                                           literal(0, c), literal(1, c)], c, h),
@@ -233,7 +244,7 @@ def renders(var: Var) -> bool:
 
 
 def render(var: Var, args: list[str], helpers: set) -> str:
-    """The C expression of elementwise node `var` on argument expressions (cast to its compute type)."""
+    """The C expression of elementwise node `var` on argument expressions."""
     compute = compute_dtype(var)
     op = var.op
     if isinstance(op, E.Switch):  # the condition keeps its own type

@@ -14,14 +14,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ...graph.evaluate import check_output, node_error
+from ...graph.evaluate import check_output, leaf_value, node_error
 from ...graph.ops.composite import Composite
 from ...graph.ops.conv import _ConvOp
 from ...graph.ops.elemwise import Elemwise
+from ...graph.ops.pool import _PoolOp
 from ...graph.ops.random import RandomOp
-from ...graph.evaluate import leaf_value
 from ...graph.var import Input, Op, Shared, Var, toposort
-from . import conv, linalg, nnet, reduce, shape, subtensor
+from . import control, conv, linalg, nnet, pool, reduce, shape, subtensor
+from .buffers import donors, updates_in_place
 from .loops import ElementwiseRunner
 from .scalar import SCALAR, supported
 
@@ -46,7 +47,7 @@ def numpy_step(op: Op, var: Var) -> Runner:
 LOWERINGS: dict[type, Callable[[Op, Var], Runner]] = {cls: _elementwise for cls in SCALAR}
 LOWERINGS[Composite] = _elementwise
 NUMPY_STEPS: dict[type, str] = {}
-for _module in (reduce, linalg, nnet, shape, subtensor, conv):
+for _module in (reduce, linalg, nnet, shape, subtensor, conv, pool, control):
     LOWERINGS.update(_module.LOWERINGS)
     for _cls, _reason in _module.NUMPY_STEPS.items():
         LOWERINGS[_cls] = numpy_step
@@ -55,12 +56,15 @@ UNSUPPORTED: dict[type, str] = {
     Elemwise: "the abstract base of elementwise ops; never a node itself",
     RandomOp: "the abstract base of the random draws; never a node itself",
     _ConvOp: "the abstract base of conv2d and its gradients; never a node itself",
+    _PoolOp: "the abstract base of pooling and its gradients; never a node itself",
 }
 
 
 def lower(var: Var) -> Runner:
-    """The runner of one node; raises NotImplementedError naming an op class with no lowering."""
+    """The runner of one node; raises NotImplementedError for a theanine op with no lowering."""
     lowering = LOWERINGS.get(type(var.op))
+    if lowering is None and not type(var.op).__module__.startswith("theanine."):
+        return numpy_step(var.op, var)  # a user's own Op (as in Theano): its perform defines it
     if lowering is None:
         reason = UNSUPPORTED.get(type(var.op), "no lowering is registered for it")
         raise NotImplementedError(
@@ -73,14 +77,23 @@ def lower(var: Var) -> Runner:
 class NumbaPlan:
     """A graph as steps over a list of slots (inputs, then constants, shared values, nodes).
 
-    Each step is (runner, argument slots, output slot, slots to free afterwards, var): the call loop
-    does no dict lookups, and an intermediate is dropped after its last use (Theano's allow_gc).
-    `shared` and `constants` are read by compiler/function.py, as for the py backend's PyPlan.
+    Each step is (runner, argument slots, output slot, slots to free afterwards, var, donor): the
+    call loop does no dict lookups, an intermediate is dropped after its last use (Theano's
+    allow_gc), and an elementwise step with a donor writes over that dead buffer. Steps that write
+    shared variables' new values in place come last. `shared` and `constants` are read by
+    compiler/function.py, as for the py backend's PyPlan.
     """
 
-    __slots__ = ("n_inputs", "template", "shared", "runs", "output_slots", "constants", "nan_guard")
+    __slots__ = ("n_inputs", "template", "shared", "runs", "output_slots", "constants",
+                 "nan_guard", "n_plain", "update_types")  # fmt: skip
 
-    def __init__(self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False):
+    def __init__(
+        self,
+        inputs: Sequence[Var],
+        outputs: Sequence[Var],
+        nan_guard: bool = False,
+        updated: Sequence | None = None,
+    ):
         slot_of: dict[int, int] = {id(v): k for k, v in enumerate(inputs)}
         self.n_inputs = len(inputs)
         self.shared: list[tuple[int, object]] = []
@@ -105,8 +118,29 @@ class NumbaPlan:
                 self.constants.append(template[slot])
         self.template = template
         self.output_slots = tuple(slot_of[id(v)] for v in outputs)
-        frees = _last_uses(steps, set(self.output_slots))
-        self.runs = [(lower(var), args, slot, frees[k], var) for k, (var, args, slot) in enumerate(steps)]
+        runs = [(lower(var), args, slot, (), var) for var, args, slot in steps]
+        in_place: dict[int, int] = {}
+        targets = list(updated or ())
+        self.update_types = [
+            (slot, t.type) for slot, t in zip(self.output_slots, targets) if t is not None
+        ]
+        if updated is not None and not nan_guard:
+            shared_slot = {id(container): slot for slot, container in self.shared}
+            in_place = updates_in_place(runs, self.output_slots, targets, shared_slot)
+        # in-place updates run last, after every other reader of the old values
+        runs = [r for r in runs if r[2] not in in_place] + [r for r in runs if r[2] in in_place]
+        self.n_plain = len(runs) - len(in_place)
+        frees = _last_uses([(r[4], r[1], r[2]) for r in runs], set(self.output_slots))
+        runs = [r[:3] + (frees[k], r[4]) for k, r in enumerate(runs)]
+        reuse = donors(runs[: self.n_plain], self.n_inputs)
+        self.runs = [r + (reuse[k],) for k, r in enumerate(runs[: self.n_plain])] + [
+            r + (in_place[r[2]],) for r in runs[self.n_plain :]
+        ]
+
+    @property
+    def steps(self) -> list[tuple]:
+        """(var, argument slots, output slot, freed slots, donor slot or -1), as PyPlan's."""
+        return [(r[4], r[1], r[2], r[3], r[5]) for r in self.runs]
 
     def run(self, input_values: Sequence[np.ndarray], times: list | None = None) -> list:
         """Every output, from checked input values; shared values are all read first, once."""
@@ -117,20 +151,48 @@ class NumbaPlan:
         if times is not None or self.nan_guard:
             return self._run_checked(values, times)
         step = None
+        runs = self.runs
         try:
-            for step in self.runs:
-                runner, args, slot, dead, _ = step
-                values[slot] = runner(*[values[i] for i in args])
+            for step in runs[: self.n_plain] if self.n_plain < len(runs) else runs:
+                runner, args, slot, dead, _, donor = step
+                if donor < 0:
+                    values[slot] = runner(*[values[i] for i in args])
+                else:
+                    values[slot] = runner.into(values[donor], *[values[i] for i in args])
                 for i in dead:
                     values[i] = None
+            if self.n_plain < len(runs):
+                step = None
+                self._run_updates_in_place(values)
         except Exception as error:
+            if step is None:
+                raise
             raise _failure(step, values, error) from error
         return [values[i] for i in self.output_slots]
+
+    def _run_updates_in_place(self, values: list) -> None:
+        """Write new shared values over their storage, only when every write will fit: all are
+        checked before any is written, so a shape error changes no shared variable."""
+        tail = self.runs[self.n_plain :]
+        fits = all(r[0].fits(values[r[5]], [values[i] for i in r[1]]) for r in tail)
+        fits = fits and all(
+            values[slot] is None or type_.accepts_shape(values[slot].shape)
+            for slot, type_ in self.update_types
+        )
+        for step in tail:
+            runner, args, slot, dead, _, donor = step
+            arguments = [values[i] for i in args]
+            try:
+                values[slot] = runner.into(values[donor], *arguments) if fits else runner(*arguments)
+            except Exception as error:
+                raise _failure(step, values, error) from error
+            for i in dead:
+                values[i] = None
 
     def _run_checked(self, values: list, times: list | None) -> list[np.ndarray]:
         """The slow loop: per-step timing (profile=True) and NaN/Inf checks (NanGuardMode)."""
         for k, step in enumerate(self.runs):
-            runner, args, slot, dead, var = step
+            runner, args, slot, dead, var, _ = step
             start = time.perf_counter()
             try:
                 out = values[slot] = runner(*[values[i] for i in args])
@@ -164,7 +226,7 @@ def _last_uses(steps: list[tuple], keep: set) -> list[tuple]:
 
 def _failure(step: tuple, values: list, error: Exception) -> Exception:
     """The error of a failed step, naming its op and the user's line (as mode py does)."""
-    runner, args, _, _, var = step
+    var, args = step[4], step[1]
     return node_error(var, error, [np.asarray(values[i]) for i in args])
 
 
@@ -189,9 +251,15 @@ class NumbaBackend:
         return supported(var)
 
     @staticmethod
-    def compile(inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False) -> NumbaPlan:
-        """The compiled form of `outputs` as a function of `inputs`."""
-        return NumbaPlan(inputs, outputs, nan_guard)
+    def compile(
+        inputs: Sequence[Var],
+        outputs: Sequence[Var],
+        nan_guard: bool = False,
+        updated: Sequence | None = None,
+    ) -> NumbaPlan:
+        """The compiled form of `outputs` as a function of `inputs`; `updated[k]` is the shared
+        variable output k becomes (its new value may be written over the old storage)."""
+        return NumbaPlan(inputs, outputs, nan_guard, updated)
 
 
 BACKEND = NumbaBackend()

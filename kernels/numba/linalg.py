@@ -94,7 +94,8 @@ def _dot(op, var):
     def run(a, b):
         if a.shape[-1] != b.shape[0]:
             raise ValueError(
-                f"dot: inner dimensions differ: {a.shape} . {b.shape} ({a.shape[-1]} != {b.shape[0]})"
+                f"dot: inner dimensions differ: {a.shape} . {b.shape} "
+                f"({a.shape[-1]} != {b.shape[0]})"
             )
         if a.ndim == 1 and b.ndim == 1:
             return np.asarray(matrix_product(a.reshape(1, -1), b.reshape(-1, 1), dtype)[0, 0])
@@ -109,7 +110,8 @@ def _matmul(op, var):
     def run(a, b):
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(
-                f"matmul: inner dimensions differ: {a.shape} @ {b.shape} ({a.shape[-1]} != {b.shape[-2]})"
+                f"matmul: inner dimensions differ: {a.shape} @ {b.shape} "
+                f"({a.shape[-1]} != {b.shape[-2]})"
             )
         batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         x = np.broadcast_to(a, batch + a.shape[-2:]).reshape((-1,) + a.shape[-2:])
@@ -130,7 +132,8 @@ def _tensordot(op, var):
         summed_b = tuple(b.shape[i] for i in op.axes_b)
         if summed_a != summed_b:
             raise ValueError(
-                f"{what}: summed dimensions differ: {summed_a} of {a.shape} vs {summed_b} of {b.shape}"
+                f"{what}: summed dimensions differ: {summed_a} of {a.shape} "
+                f"vs {summed_b} of {b.shape}"
             )
         lead = tuple(range(op.batch))
         free_a, free_b = op.free_axes(a.ndim, op.axes_a), op.free_axes(b.ndim, op.axes_b)
@@ -155,7 +158,9 @@ def _gemm(op, var):
         product = matrix_product(x, y, dtype)
         product2 = product.reshape(product.shape[0], -1)
         if z.ndim != product.ndim or any(d not in (1, p) for d, p in zip(z.shape, product.shape)):
-            raise ValueError(f"gemm: z of shape {z.shape} does not broadcast to the product's {product.shape}")
+            raise ValueError(
+                f"gemm: z of shape {z.shape} does not broadcast to the product's {product.shape}"
+            )
         z2 = np.broadcast_to(np.asarray(z, dtype), product.shape).reshape(product2.shape)
         out = np.empty(product2.shape, dtype)
         gemm_update(z2, dtype.type(alpha), product2, dtype.type(beta), out)
@@ -170,7 +175,9 @@ def _ger(op, var):
     def run(a, alpha, x, y):
         shape = (x.shape[0], y.shape[0])
         if any(d not in (1, s) for d, s in zip(a.shape, shape)):
-            raise ValueError(f"ger: a of shape {a.shape} does not match outer({x.shape}, {y.shape})")
+            raise ValueError(
+                f"ger: a of shape {a.shape} does not match outer({x.shape}, {y.shape})"
+            )
         out = np.empty(shape, dtype)
         a2 = np.broadcast_to(np.asarray(a, dtype), shape)
         ger_update(a2, dtype.type(alpha), np.asarray(x, dtype), np.asarray(y, dtype), out)

@@ -115,6 +115,38 @@ class ElementwiseRunner:
             self._fill(xs, shape, size, outs)
         return outs[0] if self.single else tuple(outs)
 
+    def into(self, buffer: np.ndarray, *xs: np.ndarray):
+        """The result written over `buffer` (a dead input, or a shared value's storage) when it
+        has the result's shape and dtype and is a writeable C-contiguous array; else a new array.
+        Elementwise loops read each element before writing it, so the buffer may be an input."""
+        shape = broadcast_shape(xs, self.fixed)
+        flags = buffer.flags
+        if (
+            not self.single
+            or buffer.shape != shape
+            or buffer.dtype != self.dtypes[0]
+            or not (flags.c_contiguous and flags.writeable)
+        ):
+            return self(*xs)
+        if buffer.size:
+            self._fill(xs, shape, buffer.size, [buffer])
+        return buffer
+
+    def fits(self, buffer: np.ndarray, xs: list) -> bool:
+        """Would `into(buffer, *xs)` write over the buffer (and not raise)?"""
+        try:
+            shape = broadcast_shape(xs, self.fixed)
+        except ValueError:
+            return False
+        flags = buffer.flags
+        return (
+            self.single
+            and buffer.shape == shape
+            and buffer.dtype == self.dtypes[0]
+            and flags.c_contiguous
+            and flags.writeable
+        )
+
     def _fill(self, xs: tuple, shape: tuple, size: int, outs: list) -> None:
         flat = all(x.size == 1 or (x.shape == shape and x.flags.c_contiguous) for x in xs)
         pattern = "".join("s" if x.size == 1 and size != 1 else "v" for x in xs)
@@ -123,7 +155,10 @@ class ElementwiseRunner:
             serial, parallel = self.kernel(0, pattern)
         else:
             ones = (1,) * len(shape)
-            args = [x.reshape(ones) if p == "s" else np.broadcast_to(x, shape) for x, p in zip(xs, pattern)]
+            args = [
+                x.reshape(ones) if p == "s" else np.broadcast_to(x, shape)
+                for x, p in zip(xs, pattern)
+            ]
             args += outs
             serial, parallel = self.kernel(len(shape), pattern)
         (parallel if size >= PARALLEL_SIZE else serial)(*args)
@@ -151,8 +186,8 @@ def _broadcast_slow(xs: tuple, fixed: list) -> tuple:
             elif n != size:
                 shapes = " and ".join(str(x.shape) for x in xs)
                 raise ValueError(
-                    f"elementwise: shapes {shapes} cannot be broadcast together (axis {axis}); only "
-                    "axes typed broadcastable (static size 1) broadcast, as in Theano"
+                    f"elementwise: shapes {shapes} cannot be broadcast together (axis {axis}); "
+                    "only axes typed broadcastable (static size 1) broadcast, as in Theano"
                 )
         shape.append(1 if size is None else size)
     return tuple(shape)

@@ -92,7 +92,8 @@ def _select(op, var):
     def run(x, y):
         if x.shape[:-1] != y.shape:
             raise ValueError(
-                f"SelectClass: the distribution has shape {x.shape} but the labels have shape {y.shape}"
+                f"SelectClass: the distribution has shape {x.shape} but the labels have shape "
+                f"{y.shape}"
             )
         k = x.shape[-1]
         matrix = np.ascontiguousarray(x).reshape(-1, k)

@@ -148,6 +148,11 @@ def _size(shape: tuple, axes: tuple) -> int:
     return size
 
 
+def _kept_size(shape: tuple, axes: tuple) -> int:
+    """The number of output elements: the product of the axes not reduced."""
+    return _size(shape, tuple(a for a in range(len(shape)) if a not in axes))
+
+
 def _accumulator(dtype: np.dtype, value: int):
     """The start value of a sum or product: float64 for floats, else the output dtype."""
     return np.float64(value) if dtype.kind == "f" else dtype.type(value)
@@ -159,7 +164,7 @@ def _sum(op, var):
 
     def run(x):
         shape = reduced_shape(x.shape, op.axis, op.keepdims)
-        out = np.empty(_size(x.shape, tuple(a for a in range(x.ndim) if a not in op.axis)), dtype)
+        out = np.empty(_kept_size(x.shape, op.axis), dtype)
         matrix, by_rows = as_matrix(x, op.axis)
         (sum_rows if by_rows else sum_cols)(matrix, out, zero)
         return out.reshape(shape)
@@ -173,7 +178,7 @@ def _prod(op, var):
 
     def run(x):
         shape = reduced_shape(x.shape, op.axis, op.keepdims)
-        out = np.empty(_size(x.shape, tuple(a for a in range(x.ndim) if a not in op.axis)), dtype)
+        out = np.empty(_kept_size(x.shape, op.axis), dtype)
         matrix, by_rows = as_matrix(x, op.axis)
         (prod_rows if by_rows else prod_cols)(matrix.astype(dtype, copy=False), out, one)
         return out.reshape(shape)
@@ -187,9 +192,11 @@ def _extreme(lowest: bool):
 
         def run(x):
             if _size(x.shape, op.axis) == 0:
-                raise ValueError(f"zero-size array to reduction operation {name} which has no identity")
+                raise ValueError(
+                    f"zero-size array to reduction operation {name} which has no identity"
+                )
             shape = reduced_shape(x.shape, op.axis, op.keepdims)
-            out = np.empty(_size(x.shape, tuple(a for a in range(x.ndim) if a not in op.axis)), x.dtype)
+            out = np.empty(_kept_size(x.shape, op.axis), x.dtype)
             matrix, by_rows = as_matrix(x, op.axis)
             (extreme_rows if by_rows else extreme_cols)(matrix, out, lowest)
             return out.reshape(shape)
@@ -205,7 +212,8 @@ def _rows(x: np.ndarray, axes: tuple, what: str) -> np.ndarray:
     matrix, by_rows = as_matrix(x, axes)
     if not by_rows:  # leading axes: argmax needs the group contiguous per output element
         kept = [a for a in range(x.ndim) if a not in axes]
-        matrix = np.ascontiguousarray(np.transpose(x, kept + list(axes))).reshape(matrix.shape[1], -1)
+        moved = np.ascontiguousarray(np.transpose(x, kept + list(axes)))
+        matrix = moved.reshape(matrix.shape[1], -1)
     return matrix
 
 
@@ -263,7 +271,8 @@ def _cumulative(product: bool):
 
         def run(x):
             moved = np.moveaxis(x, op.axis, -1)
-            matrix = np.ascontiguousarray(moved, dtype=dtype).reshape(-1, x.shape[op.axis] if x.ndim else 1)
+            length = x.shape[op.axis] if x.ndim else 1
+            matrix = np.ascontiguousarray(moved, dtype=dtype).reshape(-1, length)
             out = np.empty(matrix.shape, dtype)
             if out.size:
                 cumulate_rows(matrix, out, dtype.type(1 if product else 0), product, reverse)

@@ -2,9 +2,9 @@
 
 Three kinds. Views: ops that only change metadata (dimshuffle, reshape, shape, basic indexing) run
 their numpy perform, which returns a view without touching the data. Kernels: SumToShape reuses the
-reduction kernels. Numpy steps, each with its reason: pure data movement (copy, tile, sort ...) where
-numpy's loops already run at memory speed, data-dependent output shapes (nonzero), and the random
-draws, which must produce the py backend's Philox streams bit for bit.
+reduction kernels. Numpy steps, each with its reason: pure data movement (copy, tile, sort ...)
+where numpy's loops already run at memory speed, data-dependent output shapes (nonzero), and the
+random draws, which must produce the py backend's Philox streams bit for bit.
 """
 
 from __future__ import annotations
@@ -39,10 +39,11 @@ def _sum_to_shape(op, var):
     def run(g, x):
         lead = g.ndim - x.ndim
         if any(dx != 1 and dx != dg for dg, dx in zip(g.shape[lead:], x.shape)):
-            raise ValueError(f"sum_to_shape: a gradient of shape {g.shape} cannot be summed to {x.shape}")
-        axes = tuple(range(lead)) + tuple(
-            lead + a for a, (dg, dx) in enumerate(zip(g.shape[lead:], x.shape)) if dx == 1 and dg != 1
-        )
+            raise ValueError(
+                f"sum_to_shape: a gradient of shape {g.shape} cannot be summed to {x.shape}"
+            )
+        pairs = enumerate(zip(g.shape[lead:], x.shape))
+        axes = tuple(range(lead)) + tuple(lead + a for a, (dg, dx) in pairs if dx == 1 and dg != 1)
         if not axes:
             return g.astype(dtype, copy=False)
         kept = [a for a in range(g.ndim) if a not in axes]
@@ -54,6 +55,7 @@ def _sum_to_shape(op, var):
     return run
 
 
+_RANDOM = "random streams: the py backend's Philox draws, bit for bit (no numba port yet)"
 _MOVES = "data movement only: numpy's copy loops already run at memory speed"
 LOWERINGS = {
     S.DimShuffle: view,
@@ -81,10 +83,10 @@ NUMPY_STEPS = {
     A.TakeAlongAxis: _MOVES + " (a gather)",
     A.PutAlongAxis: "a scatter-add with repeated indices (np.add.at); no numba kernel yet",
     A.Nonzero: "data-dependent output shape",
-    RND.AdvanceState: "random streams: the py backend's Philox draws, bit for bit (no numba port yet)",
-    RND.RandomDraw: "random streams: the py backend's Philox draws, bit for bit (no numba port yet)",
-    RND.Multinomial: "random streams: the py backend's Philox draws, bit for bit (no numba port yet)",
-    RND.Permutation: "random streams: the py backend's Philox draws, bit for bit (no numba port yet)",
-    RND.Choice: "random streams: the py backend's Philox draws, bit for bit (no numba port yet)",
-    RND.RowChoice: "random streams: the py backend's Philox draws, bit for bit (no numba port yet)",
+    RND.AdvanceState: _RANDOM,
+    RND.RandomDraw: _RANDOM,
+    RND.Multinomial: _RANDOM,
+    RND.Permutation: _RANDOM,
+    RND.Choice: _RANDOM,
+    RND.RowChoice: _RANDOM,
 }

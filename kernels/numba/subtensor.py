@@ -11,6 +11,10 @@ from ...graph.ops import subtensor as ST
 
 LOWERINGS: dict = {}
 NUMPY_STEPS = {
-    ST.Subtensor: "basic indexing is a view (no data loop); advanced indexing a bounds-checked numpy gather",
-    ST.IncSubtensor: "a bounds-checked numpy scatter (np.add.at for repeated advanced indices); no kernel yet",
+    ST.Subtensor: (
+        "basic indexing is a view (no data loop); advanced indexing a bounds-checked numpy gather"
+    ),
+    ST.IncSubtensor: (
+        "a bounds-checked numpy scatter (np.add.at for repeated advanced indices); no kernel yet"
+    ),
 }

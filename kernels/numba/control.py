@@ -1,0 +1,42 @@
+"""Numba lowerings of graph/ops/ifelse.py and scan.py: inner graphs compiled as numba plans.
+
+IfElse compiles each branch into its own plan (built on first use: only a taken branch is ever
+lowered) and runs only the taken one. Scan's loop is the op's own `run_loop`; its body is a numba
+plan, so every step runs compiled kernels.
+"""
+
+from __future__ import annotations
+
+from ...graph.ops.ifelse import IfElse
+from ...graph.ops.scan import Scan
+
+
+def _ifelse(op, var):
+    from .backend import NumbaPlan
+
+    plans: dict[bool, object] = {}
+
+    def run(cond, *values):
+        taken = bool(cond)
+        plan = plans.get(taken)
+        if plan is None:
+            outputs = op.then_outputs if taken else op.else_outputs
+            plan = plans[taken] = NumbaPlan(op.inner_inputs, outputs)
+        return op.run_branch(plan, values)
+
+    return run
+
+
+def _scan(op, var):
+    from .backend import NumbaPlan
+
+    plan = NumbaPlan(op.inner_inputs, op.inner_outputs)
+
+    def run(n_steps, *values):
+        return op.run_loop(plan, n_steps, *values)
+
+    return run
+
+
+LOWERINGS = {IfElse: _ifelse, Scan: _scan}
+NUMPY_STEPS: dict = {}
