@@ -79,8 +79,8 @@ def _stack(rows: list, n: int) -> Var:
 def jacobian(expression, wrt, consider_constant=None, disconnected_inputs: str = "raise") -> Any:
     """The Jacobian of the 0- or 1-d `expression` with respect to `wrt` (a variable, list or tuple).
 
-    Each result has shape (len(expression),) + wrt.shape. Built without scan, one gradient per
-    element of `expression`, so the length of `expression` must be known statically.
+    Each result has shape (len(expression),) + wrt.shape. A short expression of static length gets
+    one gradient per element, stacked; otherwise a scan over the elements builds it, as Theano does.
     """
     expression = as_tensor_variable(expression)
     wrt_list = list(wrt) if isinstance(wrt, (list, tuple)) else [wrt]
@@ -97,15 +97,8 @@ def jacobian(expression, wrt, consider_constant=None, disconnected_inputs: str =
             f"Created at\n  {expression.where()}"
         )
     n = expression.type.shape[0]
-    if n is None:
-        raise NotImplementedError(
-            f"jacobian: the length of {expression} (type {expression.type}) is not known "
-            "statically; theanine builds the Jacobian without scan, one gradient per element, so "
-            "it needs a static length (give the inputs a static shape, e.g. "
-            "T.vector(shape=(3,)), or use T.specify_shape(expression, (n,))) until scan is "
-            "available. "
-            f"The expression was created at\n  {expression.where()}"
-        )
+    if n is None or n > 64:
+        return _format_as(wrt, _jacobian_by_scan(expression, wrt_list, consider_constant, disconnected_inputs))
     if n == 0:  # an empty Jacobian: zero rows of wrt's shape
         empty = [T.shape_padleft(T.zeros_like(w, dtype=_float(w)))[:0] for w in wrt_list]
         return _format_as(wrt, empty)
@@ -118,6 +111,19 @@ def jacobian(expression, wrt, consider_constant=None, disconnected_inputs: str =
         for k, g in enumerate(gs):
             rows_per_wrt[k].append(g)
     return _format_as(wrt, [_stack(rows, n) for rows in rows_per_wrt])
+
+
+def _jacobian_by_scan(expression: Var, wrt_list: list, consider_constant, disconnected_inputs: str) -> list:
+    """Row i of each Jacobian is grad(expression[i], wrt), computed in a scan over i."""
+    from .scan import scan
+
+    def row(i, expr, *ws):
+        return grad(expr[i], list(ws), consider_constant=consider_constant,
+                    disconnected_inputs=disconnected_inputs, return_disconnected="zero")
+
+    rows, _ = scan(row, sequences=T.arange(expression.shape[0]), non_sequences=[expression, *wrt_list],
+                   return_list=True)
+    return list(rows)
 
 
 def _float(w: Var) -> str:

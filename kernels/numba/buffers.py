@@ -4,7 +4,7 @@ shared variables' new values written over their old storage (in-place updates).
 The same rules as the py backend's plan, stated for numba runners: a donor is a fresh intermediate
 (made by one of our kernels, never an input, constant, shared value or view) whose last reader is
 the elementwise step, with the step's static type. An update is done in place when its last node is
-elementwise, reads the old value, has its dtype, nothing else reads the result, and no returned
+elementwise (or a Gemm), reads the old value, has its dtype, nothing else reads the result, and no returned
 output can be a view of shared storage; such steps run last, after every other reader.
 """
 
@@ -76,7 +76,7 @@ def updates_in_place(
         own = shared_slot.get(id(target.container))
         if own is None or own not in args or own in output_slots or var.dtype != target.dtype:
             continue
-        if not (isinstance(runner, ElementwiseRunner) and runner.single):
+        if not (hasattr(runner, "into") and runner.single):  # elementwise loops and Gemm
             continue
         if any(own in producer[s][1] or w in args for s, w in chosen.items()):
             continue

@@ -149,24 +149,57 @@ def _tensordot(op, var):
     return run
 
 
-def _gemm(op, var):
-    dtype = np.dtype(var.dtype)
+class GemmRunner:
+    """beta * z + alpha * dot(x, y); `into` writes the result over a buffer (z itself, for an
+    in-place update of a shared variable: each element of z is read before it is written)."""
 
-    def run(z, alpha, x, y, beta):
+    single = True
+
+    def __init__(self, var) -> None:
+        self.dtype = np.dtype(var.dtype)
+
+    def _product(self, z, x, y) -> np.ndarray:
         if x.shape[-1] != y.shape[0]:
             raise ValueError(f"gemm: inner dimensions differ: {x.shape} . {y.shape}")
-        product = matrix_product(x, y, dtype)
-        product2 = product.reshape(product.shape[0], -1)
+        product = matrix_product(x, y, self.dtype)
         if z.ndim != product.ndim or any(d not in (1, p) for d, p in zip(z.shape, product.shape)):
             raise ValueError(
                 f"gemm: z of shape {z.shape} does not broadcast to the product's {product.shape}"
             )
-        z2 = np.broadcast_to(np.asarray(z, dtype), product.shape).reshape(product2.shape)
-        out = np.empty(product2.shape, dtype)
-        gemm_update(z2, dtype.type(alpha), product2, dtype.type(beta), out)
-        return out.reshape(product.shape)
+        return product
 
-    return run
+    def __call__(self, z, alpha, x, y, beta):
+        return self._write(np.empty(x.shape[:1] + y.shape[1:], self.dtype), z, alpha, x, y, beta)
+
+    def _write(self, out, z, alpha, x, y, beta):
+        product = self._product(z, x, y)  # computed before out is touched: out may be z
+        product2 = product.reshape(product.shape[0], -1)
+        z2 = np.broadcast_to(np.asarray(z, self.dtype), product.shape).reshape(product2.shape)
+        dtype = self.dtype.type
+        gemm_update(z2, dtype(alpha), product2, dtype(beta), out.reshape(product2.shape))
+        return out
+
+    def fits(self, buffer, args) -> bool:
+        """Would `into(buffer, *args)` write over the buffer?"""
+        z, _, x, y, _ = args
+        flags = buffer.flags
+        shape = x.shape[:1] + y.shape[1:]
+        return (
+            buffer.shape == shape
+            and z.shape == shape
+            and buffer.dtype == self.dtype
+            and flags.c_contiguous
+            and flags.writeable
+        )
+
+    def into(self, buffer, z, alpha, x, y, beta):
+        if not self.fits(buffer, (z, alpha, x, y, beta)):
+            return self(z, alpha, x, y, beta)
+        return self._write(buffer, z, alpha, x, y, beta)
+
+
+def _gemm(op, var):
+    return GemmRunner(var)
 
 
 def _ger(op, var):
