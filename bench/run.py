@@ -90,7 +90,7 @@ def numpy_peer(workload: str):
     return step
 
 
-# --- timing ------------------------------------------------------------------------------------------
+# --- timing ---------------------------------------------------------------------------------------
 
 
 def steady(call, repeat: int) -> dict:
@@ -113,6 +113,7 @@ def worker(workload: str, mode: str) -> None:
 
 
 def first_call(workload: str, mode: str, cache: str) -> float:
+    """Seconds from building the function to its first result, in a fresh process."""
     env = dict(os.environ, THEANINE_CACHE=cache)
     command = [sys.executable, os.path.abspath(__file__), "--worker", workload, "--mode", mode]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200)
@@ -140,6 +141,7 @@ def machine() -> dict:
 
 
 def run(quick: bool) -> dict:
+    """Every workload on every runner: a result dict with the machine description."""
     repeat = 3 if quick else 15
     workloads = ("chain_2^22", "mlp_step") if quick else WORKLOADS
     modes = ("numba", "py")
@@ -154,19 +156,22 @@ def run(quick: bool) -> dict:
             row["steady"] = steady(lambda: f(*args), repeat)
             rows.append(row)
             print(row, flush=True)
-        row = {"workload": workload, "runner": "numpy eager", "steady": steady(numpy_peer(workload), repeat)}
+        timing = steady(numpy_peer(workload), repeat)
+        row = {"workload": workload, "runner": "numpy eager", "steady": timing}
         rows.append(row)
         print(row, flush=True)
     return {"machine": machine(), "quick": quick, "rows": rows}
 
 
 def markdown(result: dict) -> str:
+    """The results as a markdown table."""
     lines = [
         "# bench/run.py results",
         "",
         f"Machine: {json.dumps(result['machine'])}",
         "",
-        "| workload | runner | steady median (ms) | min-max (ms) | cold first call (s) | warm first call (s) |",
+        "| workload | runner | steady median (ms) | min-max (ms) | cold first call (s) "
+        "| warm first call (s) |",
         "|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:

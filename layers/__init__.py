@@ -26,6 +26,7 @@ from .helper import (
 )
 from .normalization import BatchNormLayer, batch_norm
 from .pool import GlobalPoolLayer, MaxPool2DLayer, Pool2DLayer
+from .recurrent import CustomRecurrentLayer, GRULayer, Gate, LSTMLayer, RecurrentLayer
 from .noise import (
     DropoutLayer,
     GaussianNoiseLayer,

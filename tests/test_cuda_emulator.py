@@ -71,6 +71,10 @@ extern "C" __global__ void k_off_by_one(float* __restrict__ out, const int n) {
   if (i <= n) out[i] = 1.0f;  // BUG (on purpose): writes out[n]
 }
 
+extern "C" __global__ void k_wild_write(float* __restrict__ out) {
+  out[threadIdx.x * 100000000LL] = 1.0f;  // BUG (on purpose): far outside any buffer
+}
+
 extern "C" __global__ void k_uninitialized_shared(float* __restrict__ out) {
   __shared__ float s[64];
   if (threadIdx.x < 32) s[threadIdx.x] = 1.0f;
@@ -104,7 +108,8 @@ def _kernel(name: str) -> Kernel:
 
 
 HAND_NAMES = "k_axpy k_block_sum k_sgemm k_shift_missing_sync k_off_by_one k_uninitialized_shared"
-HAND_KERNELS = [_kernel(n) for n in (HAND_NAMES + " k_divergent_barrier k_assert k_ballot").split()]
+HAND_NAMES += " k_divergent_barrier k_assert k_ballot k_wild_write"
+HAND_KERNELS = [_kernel(n) for n in HAND_NAMES.split()]
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +172,16 @@ def test_out_of_bounds_write_is_caught(module):
     )
     with pytest.raises(EmulatorError, match=expected):
         device.launch(module, "k_off_by_one", 1, 128, [out, np.int32(100)])
+
+
+def test_a_wild_write_is_an_error_not_a_crash(module):
+    device = EmulatorDevice()
+    out = device.empty((4,), "float32")
+    expected = r"segmentation fault: thread \(1,0,0\) of block \(0,0,0\) touched address 0x"
+    with pytest.raises(EmulatorError, match=expected):
+        device.launch(module, "k_wild_write", 1, 32, [out])
+    good = device.to_device(np.ones(32, dtype="float32"))
+    device.launch(module, "k_assert", 1, 32, [good])  # the emulator still works afterwards
 
 
 def test_uninitialized_shared_memory_reads_nan(module):
@@ -314,6 +329,11 @@ def _gemm_float64():
     return [a, b, c], [0.5 * T.dot(a, b) + 2.0 * c, T.dot(a, b[:, 0]), T.dot(a.T, a)]
 
 
+def _slicing():
+    x, i = T.dtensor3("x"), T.lscalar("i")
+    return [x, i], [x[1:, ::-2] * 2, x[0] + 1, x[:, None, -1], x[i : i + 2, 1:] - 1, x[i, i, i] * 3]
+
+
 # (name, build() -> (inputs, outputs), input arrays); distinct sizes so swapped axes show
 CASES = [
     ("composite_broadcast", _composite_broadcast,
@@ -325,6 +345,7 @@ CASES = [
     ("transpose", _transpose, _arrays(((3, 4), "float32"))),
     ("reshape", _reshape, _arrays(((2, 3, 4), "float64"))),
     ("reductions", _reductions, _arrays(((2, 3, 40), "float64"))),
+    ("slicing", _slicing, _arrays(((4, 5, 3), "float64")) + [np.array(1, dtype="int64")]),
     ("int_reductions", _int_reductions, _arrays(((70, 3), "int32"))),
     ("softmax", _softmax, _arrays(((3, 300), "float32"))),
     ("softmax_axis0", _softmax_axis0, _arrays(((5, 2), "float64"))),
@@ -362,7 +383,7 @@ def test_generated_source_is_deterministic_and_named_by_hash():
     assert sources == [s for _, s in second._plan.kernel_sources()]
     kernel = first._plan.kernels()[-1]
     assert kernel.name.startswith("k_") and len(kernel.name) == 14
-    assert f"void __launch_bounds__(256) {kernel.name}(" in kernel.source
+    assert f"void __launch_bounds__(256, 1) {kernel.name}(" in kernel.source
     assert "const float* __restrict__ x0" in kernel.source and "t0" in kernel.source
 
 
@@ -376,11 +397,21 @@ def test_host_ops_are_explicit():
     assert "scan kernel" in reason
 
 
-def test_views_move_no_data():
-    inputs, outputs = _reshape()
-    plan = theanine.function(inputs, outputs, mode="cuda-emulator")._plan
-    assert plan.host_nodes() == []
-    assert any(type(v.op).__name__ == "Reshape" for v in plan.nodes())
+def test_views_and_basic_indexing_run_no_host_step():
+    for build, op_name in ((_reshape, "Reshape"), (_slicing, "Subtensor")):
+        inputs, outputs = build()
+        plan = theanine.function(inputs, outputs, mode="cuda-emulator")._plan
+        assert plan.host_nodes() == []
+        assert any(type(v.op).__name__ == op_name for v in plan.nodes())
+
+
+def test_basic_indexing_errors_name_the_node():
+    x, i = T.dvector("x"), T.lscalar("i")
+    f = theanine.function([x, i], x[i] * 2, mode="cuda-emulator")
+    assert f(np.arange(4.0), 3) == 6
+    expected = r"(?s)Subtensor.*index 7 is out of bounds.*node created at"
+    with pytest.raises(IndexError, match=expected):
+        f(np.arange(4.0), 7)
 
 
 def test_ops_without_a_scalar_rendering_are_not_fused_and_run_on_the_host():
@@ -393,7 +424,7 @@ def test_ops_without_a_scalar_rendering_are_not_fused_and_run_on_the_host():
     assert [type(v.op).__name__ for v, _ in f._plan.host_nodes()] == ["Erfinv"]
 
 
-def test_unknown_op_raises():
+def test_ops_outside_the_graph_package_run_on_the_host():
     from dataclasses import dataclass
 
     from theanine.graph.type import TensorType
@@ -408,9 +439,44 @@ def test_unknown_op_raises():
             return x
 
     x = T.dvector("x")
-    expected = r"no lowering for Mystery .* not in kernels/cuda/backend.py:HOST_OPS"
+    plan = EMULATOR_BACKEND.compile([x], [Var(Mystery(), (x,)) * 2])
+    np.testing.assert_array_equal(plan.run([np.arange(3.0)])[0], [0, 2, 4])
+    (node, reason), = plan.host_nodes()
+    assert reason == f"defined outside theanine.graph ({__name__}): runs its perform"
+
+
+def test_every_graph_op_has_a_kernel_a_view_or_a_host_entry():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import theanine.graph.ops as ops
+    from theanine.graph.var import Op
+    from theanine.kernels.cuda.backend import KERNEL_OPS, VIEW_OPS
+
+    missing = []
+    for info in pkgutil.iter_modules(ops.__path__):
+        module = importlib.import_module(f"theanine.graph.ops.{info.name}")
+        for name, cls in vars(module).items():
+            is_op = inspect.isclass(cls) and issubclass(cls, Op)
+            if not is_op or cls.__module__ != module.__name__:
+                continue
+            if name.startswith("_") or cls.__subclasses__() and not issubclass(cls, KERNEL_OPS):
+                continue  # private bases and abstract parents (RandomOp's draws are covered by it)
+            on_host = any(k in HOST_OPS for k in cls.__mro__)
+            if not on_host and not issubclass(cls, KERNEL_OPS + VIEW_OPS):
+                missing.append(f"{info.name}.{name}")
+    assert missing == []
+
+
+def test_a_graph_op_with_neither_kernel_nor_host_entry_raises(monkeypatch):
+    from theanine.graph.ops.reduce import CumSum
+
+    monkeypatch.delitem(HOST_OPS, CumSum)
+    x = T.dvector("x")
+    expected = r"no lowering for CumSum .* not in kernels/cuda/backend.py:HOST_OPS"
     with pytest.raises(NotImplementedError, match=expected):
-        EMULATOR_BACKEND.compile([x], [Var(Mystery(), (x,))])
+        EMULATOR_BACKEND.compile([x], [T.cumsum(x)])
 
 
 def test_wrong_shapes_name_the_node():
@@ -482,6 +548,9 @@ def all_case_kernels() -> list[Kernel]:
     """Every kernel the cases and the training step generate (code generation only)."""
     kernels = [k for case in CASES for k in _compile(case, "cuda-emulator")[0]._plan.kernels()]
     kernels += _training_step("cuda-emulator")[0]._plan.kernels()
+    for dtype in ("float32", "float64", "int64", "int32"):
+        inputs, outputs = _scalar_table_graph(dtype)
+        kernels += theanine.function(inputs, outputs, mode="cuda-emulator")._plan.kernels()
     return kernels
 
 
@@ -545,3 +614,27 @@ def test_scalar_table_matches_numpy_on_edge_values(dtype):
         np.testing.assert_allclose(
             g, e, rtol=rtol, atol=1e-6, equal_nan=True, err_msg=str(outputs[k])
         )
+
+
+def test_importing_the_cuda_backend_loads_no_pycuda():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, theanine, theanine.kernels.cuda.backend as b; "
+        "b.EMULATOR_BACKEND.device; print('pycuda' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_thread_order_from_the_environment(monkeypatch):
+    from theanine.kernels.cuda import backend
+
+    monkeypatch.setenv("THEANINE_EMULATOR_ORDER", "reverse")
+    assert backend._emulator_device().order == "reverse"
+    monkeypatch.setenv("THEANINE_EMULATOR_ORDER", "sideways")
+    with pytest.raises(ValueError, match="thread order must be one of forward, reverse, shuffled, "
+                                         "got 'sideways'"):
+        backend._emulator_device()

@@ -218,9 +218,23 @@ def test_non_contiguous_and_broadcast_inputs_use_the_strided_loop():
     compare(lambda a: a * 2 + 1, [np.zeros((0, 3))])  # empty
 
 
-def test_large_input_takes_the_parallel_loop():
-    x = sample((1 << 17,), "float32")
-    compare(lambda a: T.tanh(a) * 2 + a, [x])
+def test_large_input_takes_the_parallel_loop(monkeypatch):
+    from theanine.kernels.numba import loops
+
+    monkeypatch.setattr(loops, "PARALLEL_SIZE", 1 << 12)
+    calls = []
+    original = loops.ElementwiseRunner.kernel
+
+    def spy(self, ndim, pattern):
+        found = original(self, ndim, pattern)
+        calls.append(found)
+        return found
+
+    monkeypatch.setattr(loops.ElementwiseRunner, "kernel", spy)
+    compare(lambda a, b: T.tanh(a) * 2 + a * b, [sample((1 << 13,), "float32")] * 2)
+    compare(lambda a, b: T.exp(a) - b, [sample((64, 70), "float64").T, sample((70, 1), "float64")],
+            types=[TensorType("float64", (70, 64)), TensorType("float64", (70, 1))])
+    assert len(calls) == 2 and all(parallel.signatures for _, parallel in calls)
 
 
 def test_through_theanine_function_in_mode_numba():
@@ -529,3 +543,75 @@ def test_float32_approximations_stay_within_their_stated_ulps(name, reference, m
     zeros = x == 0
     if name == "tanh":  # an odd function keeps the sign of zero
         assert np.array_equal(np.signbit(got[zeros]), np.signbit(x[zeros]))
+
+
+# --- buffer reuse and in-place updates of shared variables ---------------------------------------
+
+
+def test_an_elementwise_step_writes_over_a_dead_intermediate():
+    x, w = T.dmatrix("x"), T.dmatrix("w")
+    f = theanine.function([x, w], T.tanh(T.dot(x, w)) * 2.0 + 1.0, mode="numba")
+    assert [type(s[0].op).__name__ for s in f._plan.steps if s[4] >= 0] == ["Composite"]
+    xv, wv = sample((3, 4), "float64"), sample((4, 5), "float64")
+    np.testing.assert_allclose(f(xv, wv), np.tanh(xv @ wv) * 2 + 1)
+    np.testing.assert_allclose(f(xv[:2], wv), np.tanh(xv[:2] @ wv) * 2 + 1)
+
+
+def test_sgd_updates_write_into_the_shared_storage_and_a_failed_call_changes_nothing():
+    w = theanine.shared(np.ones((3, 2)), name="w")
+    b = theanine.shared(np.zeros(2), name="b")
+    x = T.dmatrix("x")
+    cost = T.sum(T.tanh(T.dot(x, w) + b))
+    gw, gb = T.grad(cost, [w, b])
+    updates = [(w, w * 0.9 - 0.1 * gw), (b, b - 0.1 * gb)]
+    f = theanine.function([x], cost, updates=updates, mode="numba")
+    storage = w.get_value(borrow=True), b.get_value(borrow=True)
+    xv = sample((4, 3), "float64")
+    grad_h = 1 - np.tanh(xv @ np.ones((3, 2))) ** 2
+    f(xv)
+    assert w.get_value(borrow=True) is storage[0] and b.get_value(borrow=True) is storage[1]
+    np.testing.assert_allclose(w.get_value(), 0.9 - 0.1 * xv.T @ grad_h)
+    np.testing.assert_allclose(b.get_value(), -0.1 * grad_h.sum(axis=0))
+    before = w.get_value(), b.get_value()
+    with pytest.raises(ValueError):
+        f(sample((4, 5), "float64"))  # dot fails: no shared variable may change
+    np.testing.assert_array_equal(w.get_value(), before[0])
+    np.testing.assert_array_equal(b.get_value(), before[1])
+
+
+def test_random_draws_are_the_same_streams_in_mode_numba_and_py():
+    from theanine.graph.random import RandomStreams
+
+    draws = []
+    for mode in ("numba", "py"):
+        rng = RandomStreams(7)
+        outputs = [
+            rng.uniform((2, 3), dtype="float32"), rng.normal((4,)), rng.binomial((3,), p=0.3),
+            rng.permutation(n=5), rng.choice((4,), a=6), rng.multinomial(n=3, pvals=[[0.2, 0.8]]),
+        ]
+        f = theanine.function([], outputs, mode=mode)
+        draws.append([f(), f()])  # the second call shows each state advanced
+    for got, want in zip(draws[0], draws[1]):
+        for g, w in zip(got, want):
+            assert g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+
+
+def test_no_in_place_write_over_a_buffer_that_another_argument_views():
+    x = T.dmatrix("x")
+    d = T.dot(x, x.T)
+    f = theanine.function([x], T.exp(d) + d.T * 2.0, mode="numba")
+    xv = sample((4, 3), "float64") + np.arange(3.0)  # d is not symmetric after the shift below
+    dv = xv @ xv.T
+    np.testing.assert_allclose(f(xv), np.exp(dv) + dv.T * 2.0)
+    a = T.dmatrix("a")
+    dot = T.dot(a, T.constant(np.triu(np.ones((3, 3)))))  # not symmetric
+    g = theanine.function([a], T.tanh(dot) - dot.T, mode="numba")
+    av = sample((3, 3), "float64")
+    tv = av @ np.triu(np.ones((3, 3)))
+    np.testing.assert_allclose(g(av), np.tanh(tv) - tv.T)
+    w = theanine.shared(np.arange(9.0).reshape(3, 3), name="w")
+    step = theanine.function([], [], updates=[(w, w * 2.0 + w.T)], mode="numba")
+    step()
+    start = np.arange(9.0).reshape(3, 3)
+    np.testing.assert_array_equal(w.get_value(), start * 2 + start.T)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import os
 import time
 from typing import Iterator, Sequence
 
@@ -16,6 +18,7 @@ from ...graph.var import Input, Shared, Var, toposort
 from .device import DeviceArray, EmulatorDevice, EmulatorError
 from .elementwise import elementwise_kernel, supported as elementwise_supported
 from .gemm import gemm_kernel, gemm_supported
+from .indexing import basic_subtensor, subtensor_kernel
 from .kernel import Kernel
 from .reduction import reducible, reduction_kernel, softmax_kernel
 
@@ -33,7 +36,7 @@ HOST_OPS: dict[type, str] = {
     reduce.CumProd: "needs a scan kernel (not generated yet)",
     nnet.SelectClass: _NO_KERNEL,
     nnet.SelectClassGrad: "needs atomics-based scatter (not generated yet)",
-    subtensor.Subtensor: "indexing kernels are not generated yet",
+    subtensor.Subtensor: "advanced (integer array, boolean) indexing kernels are not generated yet",
     subtensor.IncSubtensor: "inc_subtensor with atomics is not generated yet",
     random.RandomOp: "the Philox generator is not generated yet (must match the CPU bits)",
 }
@@ -42,6 +45,24 @@ for _cls in (shape_alloc.ARange, shape_alloc.Alloc, shape_alloc.AllocDiag, shape
              shape_alloc.PutAlongAxis, shape_alloc.Repeat, shape_alloc.Roll, shape_alloc.Sort,
              shape_alloc.SumToShape, shape_alloc.TakeAlongAxis, shape_alloc.Tile):
     HOST_OPS[_cls] = _NO_KERNEL
+# Ops of modules that may be absent in a partial checkout: (module, class, reason).
+_OPTIONAL = [
+    ("conv", "Conv2d", "im2col + GEMM kernels are not generated yet"),
+    ("conv", "Conv2dGradInputs", "col2im kernels are not generated yet"),
+    ("conv", "Conv2dGradWeights", "im2col + GEMM kernels are not generated yet"),
+    ("pool", "Pool2d", "pooling kernels are not generated yet"),
+    ("pool", "MaxPool2dGrad", "pooling kernels are not generated yet"),
+    ("pool", "MaxPool2dGradGrad", "pooling kernels are not generated yet"),
+    ("pool", "AveragePool2dGrad", "pooling kernels are not generated yet"),
+    ("scan", "Scan", "a host loop over its inner graph's perform (device steps not generated yet)"),
+    ("ifelse", "IfElse", "a host branch: only the taken branch's values are needed"),
+]
+for _module, _name, _reason in _OPTIONAL:
+    try:
+        _op_module = importlib.import_module(f"...graph.ops.{_module}", __package__)
+        HOST_OPS[getattr(_op_module, _name)] = _reason
+    except (ImportError, AttributeError):
+        pass
 _M = elemwise_math
 for _cls in (_M.Erfinv, _M.Erfcinv, _M.Erfcx, _M.Polygamma, _M.Real, _M.Imag, _M.Conj, _M.Angle):
     HOST_OPS[_cls] = "no CUDA scalar rendering (special function or complex numbers)"
@@ -68,6 +89,13 @@ class View:
 
 
 VIEW_OPS = (composite.Proj, shape.Reshape, shape.SpecifyShape)
+# Ops with generated kernels (some instances fall back to the host: dtypes, batched MatMul).
+KERNEL_OPS = (composite.Composite, elemwise.Elemwise, shape.DimShuffle, reduce.Sum, reduce.Prod,
+              reduce.Max, reduce.Min, reduce.Argmax, reduce.All, blas.MaxAndArgmax, nnet.Softmax,
+              nnet.LogSoftmax, linalg.Dot, linalg.MatMul, blas.Gemm)
+
+
+_GRAPH = __name__.rsplit(".", 3)[0] + ".graph"  # "theanine.graph": ops that must be covered
 
 
 def lower(var: Var):
@@ -87,6 +115,8 @@ def lower(var: Var):
         return softmax_kernel(var), None
     if tensor and isinstance(op, (linalg.Dot, linalg.MatMul, blas.Gemm)) and gemm_supported(var):
         return gemm_kernel(var), None
+    if basic_subtensor(var):
+        return subtensor_kernel(var), None
     for cls in type(op).__mro__:
         if cls in HOST_OPS:
             return None, HOST_OPS[cls]
@@ -94,6 +124,9 @@ def lower(var: Var):
         return None, f"no CUDA kernel for these dtypes or shapes ({var.type})"
     if isinstance(op, (reduce.Sum, reduce.Prod, reduce.Max, reduce.Min, reduce.Argmax, reduce.All)):
         return None, f"no CUDA kernel for input dtype {var.inputs[0].dtype}"
+    if not type(op).__module__.startswith(_GRAPH):
+        # An op defined elsewhere (a user's, the compiler's): like Theano, run its perform.
+        return None, f"defined outside theanine.graph ({type(op).__module__}): runs its perform"
     raise NotImplementedError(
         f"the CUDA backend has no lowering for {type(op).__name__} ({var.describe()}) and it is "
         f"not in kernels/cuda/backend.py:HOST_OPS; node created at\n  {var.where()}"
@@ -177,11 +210,15 @@ class CudaPlan:
             elif isinstance(lowering, View):
                 values[slot] = lowering.apply(var, [values[i] for i in args], self._host)
             else:
-                arguments = [self._device(values[i]) for i in args]
+                if getattr(lowering, "host_indices", False):  # index inputs are read on the host
+                    arguments = [self._device(values[args[0]])]
+                    arguments += [self._host(values[i]) for i in args[1:]]
+                else:
+                    arguments = [self._device(values[i]) for i in args]
                 _check_inputs(var, arguments)
                 try:
                     values[slot] = lowering.launch(self.device, module, arguments)
-                except (EmulatorError, ValueError) as error:
+                except (EmulatorError, ValueError, IndexError) as error:
                     where = f"node created at\n  {var.where()}"
                     message = f"{var.op} ({var.describe()}): {error}\n{where}"
                     raise type(error)(message) from None
@@ -219,7 +256,7 @@ class CudaPlan:
 def _check_inputs(var: Var, arguments: Sequence[DeviceArray]) -> None:
     """Raise ValueError when a kernel's argument does not have its input's ndim or static sizes."""
     for k, (x, value) in enumerate(zip(var.inputs, arguments)):
-        if not isinstance(x.type, TensorType):
+        if not isinstance(x.type, TensorType) or not isinstance(value, DeviceArray):
             continue
         sizes = zip(x.type.shape, value.shape)
         if len(value.shape) != x.ndim or any(s is not None and s != n for s, n in sizes):
@@ -262,7 +299,12 @@ def _gpu_device():
     return PyCudaDevice()
 
 
-EMULATOR_BACKEND = CudaBackend("cuda-emulator", EmulatorDevice)
+def _emulator_device() -> EmulatorDevice:
+    # THEANINE_EMULATOR_ORDER=reverse (or shuffled) runs a whole test suite in another thread order.
+    return EmulatorDevice(os.environ.get("THEANINE_EMULATOR_ORDER", "forward"))
+
+
+EMULATOR_BACKEND = CudaBackend("cuda-emulator", _emulator_device)
 GPU_BACKEND = CudaBackend("cuda", _gpu_device)
 
 

@@ -10,6 +10,8 @@
 // between blocks cannot show (blocks never overlap).
 #pragma once
 #include <math.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -240,6 +242,31 @@ static int run_block(int order) {
 
 }  // namespace emu
 
+namespace emu {
+// A wild access faults: the handler reports which thread and address, then jumps back to the
+// launch instead of killing Python. It runs on its own stack, so a fiber's stack overflow works.
+static sigjmp_buf fault_return;
+static char fault_stack[64 * 1024];
+
+static void on_fault(int signal, siginfo_t* info, void*) {
+  char a[64];
+  fail("%s: %s touched address %p (out of bounds or a bad pointer)",
+       signal == SIGSEGV ? "segmentation fault" : "bus error", thread_text(ctx.current, a),
+       info->si_addr);
+  siglongjmp(fault_return, 1);
+}
+
+static int run_grid(int order) {
+  for (unsigned z = 0; z < gridDim.z; z++)
+    for (unsigned y = 0; y < gridDim.y; y++)
+      for (unsigned x = 0; x < gridDim.x; x++) {
+        blockIdx = {x, y, z};
+        if (run_block(order)) return 1;
+      }
+  return 0;
+}
+}  // namespace emu
+
 extern "C" int emu_launch(unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by,
                           unsigned bz, int order, unsigned long long seed, void (*body)(void**),
                           void** args) {
@@ -269,13 +296,21 @@ extern "C" int emu_launch(unsigned gx, unsigned gy, unsigned gz, unsigned bx, un
   for (unsigned z = 0; z < bz; z++)
     for (unsigned y = 0; y < by; y++)
       for (unsigned x = 0; x < bx; x++) ctx.fibers[i++].tid = {x, y, z};
-  for (unsigned z = 0; z < gz; z++)
-    for (unsigned y = 0; y < gy; y++)
-      for (unsigned x = 0; x < gx; x++) {
-        blockIdx = {x, y, z};
-        if (run_block(order)) return 1;
-      }
-  return 0;
+  stack_t alternate = {}, previous_stack;
+  alternate.ss_sp = fault_stack;
+  alternate.ss_size = sizeof fault_stack;
+  sigaltstack(&alternate, &previous_stack);
+  struct sigaction action = {}, previous_segv, previous_bus;
+  action.sa_sigaction = on_fault;
+  action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGSEGV, &action, &previous_segv);
+  sigaction(SIGBUS, &action, &previous_bus);
+  int status = sigsetjmp(fault_return, 1) ? 1 : run_grid(order);
+  sigaction(SIGSEGV, &previous_segv, nullptr);  // Python's own handlers (faulthandler) return
+  sigaction(SIGBUS, &previous_bus, nullptr);
+  sigaltstack(&previous_stack, nullptr);
+  return status;
 }
 
 extern "C" const char* emu_last_error() { return emu::ctx.message; }

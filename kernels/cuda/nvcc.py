@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -58,14 +58,19 @@ def parse_report(log: str, kernel: Kernel, arch: str) -> Resources:
 
     if not re.search(r"Used (\d+) registers", section):
         raise ValueError(f"no ptxas resource report for {kernel.name} in:\n{log}")
-    bounds = re.search(r"__launch_bounds__\((\d+)\)", kernel.source)
     return Resources(
         kernel=kernel.name, arch=arch, registers=number(r"Used (\d+) registers"),
         shared_bytes=number(r"(\d+) bytes smem"), stack_bytes=number(r"(\d+) bytes stack frame"),
         spill_stores=number(r"(\d+) bytes spill stores"),
         spill_loads=number(r"(\d+) bytes spill loads"),
-        threads=int(bounds.group(1)) if bounds else 1024,
+        threads=max_threads(kernel),
     )
+
+
+def max_threads(kernel: Kernel) -> int:
+    """The most threads per block the kernel declares (__launch_bounds__), else CUDA's 1024."""
+    bounds = re.search(r"__launch_bounds__\((\d+)", kernel.source)
+    return int(bounds.group(1)) if bounds else 1024
 
 
 def _cache_path(kernel: Kernel, arch: str) -> Path:
@@ -131,7 +136,8 @@ def compile_kernels(
         for arch in archs:
             path = _cache_path(kernel, arch)
             if path.exists():
-                done[kernel.name, arch] = Resources(**json.loads(path.read_text()))
+                cached = Resources(**json.loads(path.read_text()))
+                done[kernel.name, arch] = replace(cached, threads=max_threads(kernel))
             else:
                 missing[arch].append(kernel)
     # Batches of 16 per nvcc call, run in parallel: nvcc's start-up, not the kernels, takes time.

@@ -14,7 +14,10 @@ def finish(
     return "\n".join(
         head
         + list(helpers)
-        + [f'extern "C" __global__ void __launch_bounds__({bounds}) KERNEL(\n    {signature}) {{']
+        # min 1 block per SM: ptxas otherwise caps registers to chase occupancy and spills
+        # around the slow-path calls of double division and sqrt
+        + [f'extern "C" __global__ void __launch_bounds__({bounds}, 1) KERNEL(']
+        + [f"    {signature}) {{"]
         + [f"  {line}" if line else "" for line in body]
         + ["}", ""]
     )

@@ -183,7 +183,10 @@ class NumbaPlan:
             runner, args, slot, dead, _, donor = step
             arguments = [values[i] for i in args]
             try:
-                values[slot] = runner.into(values[donor], *arguments) if fits else runner(*arguments)
+                if fits:
+                    values[slot] = runner.into(values[donor], *arguments)
+                else:
+                    values[slot] = runner(*arguments)
             except Exception as error:
                 raise _failure(step, values, error) from error
             for i in dead:

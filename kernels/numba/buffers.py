@@ -1,10 +1,10 @@
 """Buffer reuse for numba plans: elementwise results written over dead intermediates (donors) and
 shared variables' new values written over their old storage (in-place updates).
 
-The same rules as the py backend's plan, stated for numba runners: a donor is a fresh intermediate
-(made by one of our kernels, never an input, constant, shared value or view) whose last reader is
-the elementwise step, with the step's static type. An update is done in place when its last node is
-elementwise (or a Gemm), reads the old value, has its dtype, nothing else reads the result, and no returned
+The py backend's rules, stated for numba runners. A donor is a fresh intermediate (made by one of
+our kernels; never an input, constant, shared value or view) whose last reader is the elementwise
+step, with the step's static type. An update is done in place when its last node is elementwise
+(or a Gemm), reads the old value, has its dtype, nothing else reads the result, and no returned
 output can be a view of shared storage; such steps run last, after every other reader.
 """
 

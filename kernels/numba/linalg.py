@@ -19,6 +19,7 @@ njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 @njit
 def blas_dot(a, b):
+    """np.dot of float or complex operands (BLAS GEMM / GEMV)."""
     return np.dot(a, b)
 
 
@@ -36,12 +37,14 @@ def loop_matmul(a, b, out):
 
 @njit
 def blas_batched(a, b, out):
+    """out[i] = a[i] @ b[i] through BLAS."""
     for i in range(a.shape[0]):
         out[i] = np.dot(a[i], b[i])
 
 
 @njit
 def loop_batched(a, b, out):
+    """out[i] = a[i] @ b[i] without BLAS (integer and bool dtypes)."""
     for i in range(a.shape[0]):
         loop_matmul(a[i], b[i], out[i])
 
@@ -56,6 +59,7 @@ def gemm_update(z, alpha, product, beta, out):
 
 @njit
 def ger_update(a, alpha, x, y, out):
+    """out = a + alpha * outer(x, y)."""
     for i in range(out.shape[0]):
         ax = alpha * x[i]
         for j in range(out.shape[1]):
@@ -190,9 +194,11 @@ class GemmRunner:
             and buffer.dtype == self.dtype
             and flags.c_contiguous
             and flags.writeable
+            and (z is buffer or not np.may_share_memory(z, buffer))
         )
 
     def into(self, buffer, z, alpha, x, y, beta):
+        """The result written over `buffer` when it fits (see `fits`), else a new array."""
         if not self.fits(buffer, (z, alpha, x, y, beta)):
             return self(z, alpha, x, y, beta)
         return self._write(buffer, z, alpha, x, y, beta)

@@ -10,6 +10,7 @@ The source is deterministic: arguments x0.., outputs out0.., temporaries t0.., f
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 
@@ -18,7 +19,11 @@ from ...graph.var import Var
 from .cache import load_source
 from .scalar import render_body
 
-PARALLEL_SIZE = 1 << 16  # below this many elements, threads cost more than they save
+# Below this many elements a loop runs on one thread. Measured on the 2-core benchmark machine
+# (fused chain, float32): waking numba's worker threads costs 4-8 ms there (a scheduler tick), while
+# one thread streams 2^22 elements in 5 ms; two threads first win at 2^24 (11 ms against 20 ms).
+# THEANINE_PARALLEL_SIZE overrides it for machines with cheaper thread wake-ups.
+PARALLEL_SIZE = int(os.environ.get("THEANINE_PARALLEL_SIZE", 1 << 23))
 
 def _helpers_version() -> str:
     """A digest of special.py: generated kernels link its functions into their cached machine code,
@@ -101,6 +106,8 @@ class ElementwiseRunner:
         found = self.kernels.get(key)
         if found is None:
             source, name = kernel_source(self.placeholders, self.outputs, ndim, pattern)
+            if os.environ.get("DEBUG") == "2":  # the generated source, as STYLE.md asks
+                print(f"# numba kernel {name}\n{source}")
             module = load_source(source)
             found = self.kernels[key] = (getattr(module, name), getattr(module, name + "_parallel"))
         return found
@@ -119,15 +126,9 @@ class ElementwiseRunner:
         """The result written over `buffer` (a dead input, or a shared value's storage) when it
         has the result's shape and dtype and is a writeable C-contiguous array; else a new array.
         Elementwise loops read each element before writing it, so the buffer may be an input."""
-        shape = broadcast_shape(xs, self.fixed)
-        flags = buffer.flags
-        if (
-            not self.single
-            or buffer.shape != shape
-            or buffer.dtype != self.dtypes[0]
-            or not (flags.c_contiguous and flags.writeable)
-        ):
+        if not self.fits(buffer, xs):
             return self(*xs)
+        shape = buffer.shape
         if buffer.size:
             self._fill(xs, shape, buffer.size, [buffer])
         return buffer
@@ -145,6 +146,7 @@ class ElementwiseRunner:
             and buffer.dtype == self.dtypes[0]
             and flags.c_contiguous
             and flags.writeable
+            and not overlaps(buffer, xs)
         )
 
     def _fill(self, xs: tuple, shape: tuple, size: int, outs: list) -> None:
@@ -162,6 +164,12 @@ class ElementwiseRunner:
             args += outs
             serial, parallel = self.kernel(len(shape), pattern)
         (parallel if size >= PARALLEL_SIZE else serial)(*args)
+
+
+def overlaps(buffer: np.ndarray, xs) -> bool:
+    """Does an argument other than `buffer` itself view its memory (say x.T of the buffer x)?
+    Then writing element i could change what a later element reads: no in-place write."""
+    return any(x is not buffer and np.may_share_memory(x, buffer) for x in xs)
 
 
 def broadcast_shape(xs: tuple, fixed: list) -> tuple:

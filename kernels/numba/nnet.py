@@ -19,6 +19,7 @@ njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 @njit
 def softmax_rows(x, out, log):
+    """Softmax (log-softmax when `log`) of each row, shifted by the row maximum."""
     for i in range(x.shape[0]):
         top = x[i, 0]
         for j in range(1, x.shape[1]):

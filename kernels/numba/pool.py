@@ -17,6 +17,7 @@ njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 @njit
 def pool_max(frame, out, wr, wc, sr, sc):
+    """The maximum of each window of each frame (NaN wins, as in numpy)."""
     for n in range(out.shape[0]):
         for i in range(out.shape[1]):
             for j in range(out.shape[2]):
@@ -31,6 +32,7 @@ def pool_max(frame, out, wr, wc, sr, sc):
 
 @njit
 def pool_sum(frame, out, wr, wc, sr, sc):
+    """The sum of each window of each frame."""
     for n in range(out.shape[0]):
         for i in range(out.shape[1]):
             for j in range(out.shape[2]):
@@ -57,6 +59,7 @@ def max_pool_grad(frame, maxout, g, gx, wr, wc, sr, sc):
 
 @njit
 def spread_grad(gz, gx, wr, wc, sr, sc):
+    """gx[every entry of window (i, j)] += gz[i, j]."""
     for n in range(gz.shape[0]):
         for i in range(gz.shape[1]):
             for j in range(gz.shape[2]):

@@ -20,6 +20,7 @@ njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 @njit
 def sum_rows(x, out, zero):
+    """out[i] = sum of row i, accumulated from `zero` (float64 for floats)."""
     for i in range(x.shape[0]):
         acc = zero
         for j in range(x.shape[1]):
@@ -29,6 +30,7 @@ def sum_rows(x, out, zero):
 
 @njit
 def sum_cols(x, out, zero):
+    """out[j] = sum of column j, accumulated from `zero`."""
     acc = np.full(x.shape[1], zero)
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
@@ -39,6 +41,7 @@ def sum_cols(x, out, zero):
 
 @njit
 def prod_rows(x, out, one):
+    """out[i] = product of row i."""
     for i in range(x.shape[0]):
         acc = one
         for j in range(x.shape[1]):
@@ -48,6 +51,7 @@ def prod_rows(x, out, one):
 
 @njit
 def prod_cols(x, out, one):
+    """out[j] = product of column j."""
     acc = np.full(x.shape[1], one)
     for i in range(x.shape[0]):
         for j in range(x.shape[1]):
@@ -72,6 +76,7 @@ def extreme_rows(x, out, lowest):
 
 @njit
 def extreme_cols(x, out, lowest):
+    """Max (min when `lowest`) of each column; NaN wins, as in numpy."""
     for j in range(x.shape[1]):
         out[j] = x[0, j]
     for i in range(1, x.shape[0]):
@@ -101,6 +106,7 @@ def arg_extreme_rows(x, values, index, lowest):
 
 @njit
 def truth_rows(x, out, any_):
+    """all() of each row (any() when `any_`)."""
     for i in range(x.shape[0]):
         result = not any_
         for j in range(x.shape[1]):
@@ -112,6 +118,7 @@ def truth_rows(x, out, any_):
 
 @njit
 def cumulate_rows(x, out, start, product, reverse):
+    """Running sum (product) along each row, from the end when `reverse`."""
     n = x.shape[1]
     for i in range(x.shape[0]):
         acc = start
