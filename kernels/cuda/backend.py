@@ -21,6 +21,7 @@ from .gemm import gemm_kernel, gemm_supported
 from .indexing import basic_subtensor, subtensor_kernel
 from .kernel import Kernel
 from .reduction import reducible, reduction_kernel, softmax_kernel
+from .scalar import CTYPE
 
 _NO_KERNEL = "no CUDA kernel yet: runs its numpy perform on the host"
 # Ops that run on the host (numpy perform) in the CUDA backends, each with the reason.
@@ -106,7 +107,8 @@ def lower(var: Var):
     multi_output = isinstance(op, (composite.Composite, blas.MaxAndArgmax))
     tensor = isinstance(var.type, TensorType) or multi_output
     if tensor and isinstance(op, (elemwise.Elemwise, shape.DimShuffle)):
-        if isinstance(op, shape.DimShuffle) or elementwise_supported(var):
+        copyable = isinstance(op, shape.DimShuffle) and var.dtype in CTYPE
+        if copyable or elementwise_supported(var):
             return elementwise_kernel(var), None
     if tensor and reducible(var):
         return reduction_kernel(var), None
@@ -120,10 +122,9 @@ def lower(var: Var):
     for cls in type(op).__mro__:
         if cls in HOST_OPS:
             return None, HOST_OPS[cls]
-    if isinstance(op, (elemwise.Elemwise, linalg.MatMul, nnet.Softmax, nnet.LogSoftmax)):
-        return None, f"no CUDA kernel for these dtypes or shapes ({var.type})"
-    if isinstance(op, (reduce.Sum, reduce.Prod, reduce.Max, reduce.Min, reduce.Argmax, reduce.All)):
-        return None, f"no CUDA kernel for input dtype {var.inputs[0].dtype}"
+    if isinstance(op, KERNEL_OPS):  # e.g. complex or float16 dtypes, batched MatMul
+        types = ", ".join(str(x.type) for x in var.inputs)
+        return None, f"no CUDA kernel for these dtypes or shapes (inputs {types})"
     if not type(op).__module__.startswith(_GRAPH):
         # An op defined elsewhere (a user's, the compiler's): like Theano, run its perform.
         return None, f"defined outside theanine.graph ({type(op).__module__}): runs its perform"
