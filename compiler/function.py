@@ -241,6 +241,11 @@ class Function:
                 root = id(v)
             taken.add(root)
 
+    def kernel_sources(self) -> list[tuple[str, str]]:
+        """(node, generated source) for every kernel this function runs; [] for mode py."""
+        sources = getattr(self._plan, "kernel_sources", None)
+        return [] if sources is None else [(f"{var.op} {var.where()}", text) for var, text in sources()]
+
     def _label(self) -> str:
         return f"function {self.name!r}" if self.name else "the compiled function"
 

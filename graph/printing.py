@@ -335,3 +335,13 @@ def rewrite_report(fn, file=None) -> str:
         return text
     print(text, file=file)
     return text
+
+
+def show_kernels(fn, file=None) -> str:
+    """Print the generated source of every kernel of a compiled function (numba loops, CUDA C)."""
+    parts = [f"# {where}\n{source}" for where, source in fn.kernel_sources()]
+    text = "\n\n".join(parts) if parts else f"# mode {fn.mode!r} generates no kernel source"
+    if file == "str":
+        return text
+    print(text, file=file)
+    return text

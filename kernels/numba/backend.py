@@ -209,6 +209,16 @@ class NumbaPlan:
                 values[i] = None
         return [values[i] for i in self.output_slots]
 
+    def kernel_sources(self) -> list[tuple[Var, str]]:
+        """(node, generated numba source) for every fused loop, as its contiguous-input form."""
+        from .loops import ElementwiseRunner, kernel_source
+
+        return [
+            (run[4], kernel_source(run[0].placeholders, run[0].outputs, 0, "flat")[0])
+            for run in self.runs
+            if isinstance(run[0], ElementwiseRunner)
+        ]
+
     def nodes(self) -> list[Var]:
         """The computed Vars, in execution order."""
         return [step[4] for step in self.runs]
