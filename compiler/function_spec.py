@@ -15,13 +15,14 @@ from ..graph.var import Constant, Input, Shared, Var, as_tensor_variable, consta
 from ..graph.var import toposort
 from ..kernels.backends import BackendUnavailable, get_backend
 
-# mode name -> (backend name, NaN guard); Theano's mode names run on the default backend.
+# mode name -> (backend name, NaN guard). Theano's names: FAST_RUN compiles (numba), FAST_COMPILE
+# interprets (py), DebugMode checks every node of numba against py.
 _MODES = {
     "py": ("py", False),
-    "FAST_RUN": ("py", False),
+    "FAST_RUN": ("numba", False),
     "FAST_COMPILE": ("py", False),
-    "DebugMode": ("py", False),
-    "DEBUG_MODE": ("py", False),
+    "DebugMode": ("debug", False),
+    "DEBUG_MODE": ("debug", False),
     "NanGuardMode": ("py", True),
     "numba": ("numba", False),
     "cuda": ("cuda", False),

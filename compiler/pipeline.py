@@ -7,6 +7,7 @@ from typing import Sequence
 from ..graph.config import config
 from ..graph.var import Var
 from .fuse import fuse_elementwise
+from .fuse_reduce import fuse_reductions
 from .rewrite import PassReport, Rule, rewrite
 from .rules.canonical import canonical, drop_gradient_ops
 from .rules.specialize import merge_max_and_argmax, specialize
@@ -29,7 +30,8 @@ def optimize(outputs: Sequence[Var], backend=None, report: list | None = None) -
 
     The order: canonicalize (fold constants, normal forms, identities, shapes) -> drop the gradient-
     shaping ops -> stabilize -> specialize (sqr, gemm, ...) -> max+argmax -> scan and ifelse bodies
-    (pruned, loop-invariant work hoisted, each body optimized by this same function) -> fuse elementwise.
+    (pruned, loop-invariant work hoisted, each body optimized by this same function) -> fuse elementwise
+    -> fuse reductions with the elementwise work feeding them (sum of squares in one pass).
     THEANINE_FLAGS: optimizer=None skips everything, optimizer=fast_compile keeps only canonicalize and
     stabilize, optimizer_excluding=a:b drops rules or whole passes by name.
     """
@@ -60,7 +62,23 @@ def optimize(outputs: Sequence[Var], backend=None, report: list | None = None) -
     if not fast and "fuse" not in excluded:
         supported = backend.supported if backend is not None else (lambda var: True)
         outputs = _timed("fuse", lambda outs: fuse_elementwise(outs, supported), outputs, report)
+    if not fast and not {"fuse", "fuse_reduce"} & excluded:  # reductions absorb the work feeding them
+        outputs = _fuse_reductions(outputs, backend, report)
     return outputs
+
+
+def _fuse_reductions(outputs: list[Var], backend, report: list | None) -> list[Var]:
+    """Reductions fed by elementwise work, fused where the backend computes the pair in one pass."""
+    if backend is None:  # the reference interpreter runs any FusedReduce's perform
+        supported, reducible = (lambda var: True), (lambda var: True)
+    else:
+        supported = backend.supported
+        reducible = getattr(backend, "supported_reduction", None)
+        if reducible is None:  # a backend that does not say: nothing to fuse
+            return outputs
+    return _timed(
+        "fuse_reduce", lambda outs: fuse_reductions(outs, reducible, supported), outputs, report
+    )
 
 
 def _timed(name: str, pass_, outputs: list[Var], report: list | None) -> list[Var]:

@@ -10,7 +10,7 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 # name -> (default, allowed values or None for free text, help)
 _FLAGS: dict[str, tuple[object, tuple | None, str]] = {
     "floatX": ("float32", FLOAT_DTYPES, "dtype of T.matrix() and of Python floats"),
-    "mode": ("py", MODES, "default compilation mode of theanine.function"),
+    "mode": ("numba", MODES, "default compilation mode of theanine.function"),
     "device": ("cpu", None, "cpu, cuda or cuda0 ..."),
     "optimizer": ("fast_run", ("fast_run", "fast_compile", "None", "o1", "o2", "o3", "o4", "merge"), "rewrite set"),
     "optimizer_excluding": ("", None, "colon-separated rewrite names to skip"),

@@ -15,6 +15,7 @@ from ..graph.var import Var
 # backend name -> "module:attribute" of its backend object (modules load lazily: numba, pycuda)
 _TABLE = {
     "py": "theanine.kernels.py:BACKEND",
+    "debug": "theanine.kernels.debug:BACKEND",
     "numba": "theanine.kernels.numba.backend:BACKEND",
     "cuda-emulator": "theanine.kernels.cuda.backend:EMULATOR_BACKEND",
     "cuda": "theanine.kernels.cuda.backend:GPU_BACKEND",

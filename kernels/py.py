@@ -257,6 +257,11 @@ class PyBackend:
         return True
 
     @staticmethod
+    def supported_reduction(var: Var) -> bool:
+        """Any FusedReduce runs: its perform evaluates the body, then reduces (numpy)."""
+        return True
+
+    @staticmethod
     def compile(inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False,
                 updated: Sequence | None = None) -> PyPlan:
         return PyPlan(inputs, outputs, nan_guard, updated)

@@ -14,7 +14,7 @@ from theanine.graph.config import Config
 
 def test_defaults():
     fresh = Config("")
-    assert fresh.floatX == "float32" and fresh.mode == "py" and fresh.device == "cpu"
+    assert fresh.floatX == "float32" and fresh.mode == "numba" and fresh.device == "cpu"
 
 
 def test_flags_string_sets_values():

@@ -130,4 +130,5 @@ def test_mode_is_kept():
     assert g.mode == "NanGuardMode"
     with pytest.raises(FloatingPointError, match="NanGuardMode"):
         g(np.array([-1.0], F32))
-    assert theanine.config.mode == "py"
+    default = function([x], T.log(x))
+    assert pickle.loads(pickle.dumps(default)).mode == default.mode == theanine.config.mode

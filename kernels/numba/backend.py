@@ -21,7 +21,7 @@ from ...graph.ops.elemwise import Elemwise
 from ...graph.ops.pool import _PoolOp
 from ...graph.ops.random import RandomOp
 from ...graph.var import Input, Op, Shared, Var, toposort
-from . import control, conv, linalg, nnet, pool, reduce, shape, subtensor
+from . import control, conv, fused_reduce, linalg, nnet, pool, reduce, shape, subtensor
 from .buffers import donors, updates_in_place
 from .loops import ElementwiseRunner
 from .scalar import SCALAR, supported
@@ -47,7 +47,7 @@ def numpy_step(op: Op, var: Var) -> Runner:
 LOWERINGS: dict[type, Callable[[Op, Var], Runner]] = {cls: _elementwise for cls in SCALAR}
 LOWERINGS[Composite] = _elementwise
 NUMPY_STEPS: dict[type, str] = {}
-for _module in (reduce, linalg, nnet, shape, subtensor, conv, pool, control):
+for _module in (reduce, fused_reduce, linalg, nnet, shape, subtensor, conv, pool, control):
     LOWERINGS.update(_module.LOWERINGS)
     for _cls, _reason in _module.NUMPY_STEPS.items():
         LOWERINGS[_cls] = numpy_step
@@ -262,6 +262,11 @@ class NumbaBackend:
     def supported(var: Var) -> bool:
         """May this elementwise node be fused into a Composite rendered by this backend?"""
         return supported(var)
+
+    @staticmethod
+    def supported_reduction(var: Var) -> bool:
+        """May this FusedReduce (a reduction of a fused body) run as one generated loop?"""
+        return fused_reduce.supported_reduction(var)
 
     @staticmethod
     def compile(
