@@ -1,9 +1,11 @@
 """Reduction fusion: a sum, prod, max or min fed by elementwise work becomes one FusedReduce node.
 
-Runs after elementwise fusion, so the work feeding a reduction is one Composite (or one lone
-elementwise node). When that result has no other reader and the backend says it can compute the
-pair in one pass (`supported_reduction(var)`), the reduction reads the body's inputs directly and
-the elementwise result is never stored: `sum(x ** 2)` is one loop.
+Runs after elementwise fusion, so the work feeding a reduction is one Composite, one output of a
+multi-output Composite (read through Proj), or one lone elementwise node. When that result has no
+other reader and the backend says it can compute the pair in one pass (`supported_reduction(var)`),
+the reduction reads the body's inputs directly and the elementwise result is never stored:
+`sum(x ** 2)` is one loop. An output taken out of a multi-output Composite leaves it, so sibling
+merging never costs a reduction its fusion.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..graph.ops.composite import Composite, placeholder
+from ..graph.ops.composite import Composite, Proj, placeholder
 from ..graph.ops.elemwise import Elemwise, Mul
 from ..graph.ops.reduce import AxisSize
 from ..graph.ops.fused_reduce import FUSABLE_REDUCTIONS, fused_reduce
@@ -45,7 +47,11 @@ def _scalar_constant(var: Var) -> np.ndarray | None:
 def _as_composite(var: Var) -> tuple[Composite, tuple] | None:
     """(one-output Composite, its inputs) computing `var`, or None when `var` is not elementwise."""
     if not isinstance(var.type, TensorType):
-        return None  # a multi-output Composite is read through Proj: its result is shared
+        return None
+    if isinstance(var.op, Proj) and isinstance(var.inputs[0].op, Composite):
+        # every input stays: an output reading only some of them still has the full shape
+        merged = var.inputs[0]
+        return Composite(merged.op.placeholders, (merged.op.outputs[var.op.index],)), merged.inputs
     if isinstance(var.op, Composite):
         return var.op, var.inputs
     if not isinstance(var.op, Elemwise):
@@ -65,6 +71,11 @@ def _as_composite(var: Var) -> tuple[Composite, tuple] | None:
     return Composite(placeholders, (Var(var.op, tuple(arguments)),)), tuple(inputs)
 
 
+def _elementwise_inputs(x: Var) -> tuple:
+    """The inputs of the elementwise node computing `x` (through a Proj: of the merged node)."""
+    return x.inputs[0].inputs if isinstance(x.op, Proj) else x.inputs
+
+
 def _size_sources(size: Var, x: Var) -> tuple[list[int], dict[int, list[int]]] | None:
     """How to compute `size` (an AxisSize of the elementwise result `x`) without x: the static
     sizes, and per input of x the axes it gives; None when some axis has no such input.
@@ -78,7 +89,8 @@ def _size_sources(size: Var, x: Var) -> tuple[list[int], dict[int, list[int]]] |
         if x.type.shape[axis] is not None:
             known.append(x.type.shape[axis])
             continue
-        source = next((k for k, i in enumerate(x.inputs) if i.type.shape[axis] != 1), None)
+        inputs = _elementwise_inputs(x)
+        source = next((k for k, i in enumerate(inputs) if i.type.shape[axis] != 1), None)
         if source is None:
             return None
         by_input.setdefault(source, []).append(axis)
@@ -90,7 +102,8 @@ def _size_of(size: Var, x: Var, new: dict[int, Var]) -> Var:
     known, by_input = _size_sources(size, x)
     dtype = size.op.dtype
     with inherited_trace(size.trace):
-        factors = [Var(AxisSize(tuple(axes), dtype), (new[id(x.inputs[k])],))
+        inputs = _elementwise_inputs(x)
+        factors = [Var(AxisSize(tuple(axes), dtype), (new[id(inputs[k])],))
                    for k, axes in by_input.items()]  # fmt: skip
         if known or not factors:
             factors.append(Var(Constant(np.asarray(int(np.prod(known)), dtype)), ()))
@@ -108,7 +121,8 @@ def _candidate(var: Var, readers: dict[int, int], sizes: dict[int, list[Var]], s
     (x,) = var.inputs
     if readers[id(x)] - len(sizes.get(id(x), ())) != 1:
         return None  # the elementwise result is needed elsewhere: it must be stored anyway
-    if not isinstance(x.op, Composite) and not (isinstance(x.op, Elemwise) and supported(x)):
+    merged = isinstance(x.op, Proj) and isinstance(x.inputs[0].op, Composite)
+    if not (merged or isinstance(x.op, Composite) or isinstance(x.op, Elemwise) and supported(x)):
         return None
     if any(_size_sources(size, x) is None for size in sizes.get(id(x), ())):
         return None
@@ -152,9 +166,25 @@ def fuse_reductions(
             absorbed.add(id(var.inputs[0]))
     if not fused:
         return list(outputs)
+    taken: dict[int, set[int]] = {}  # id of a multi-output Composite -> the outputs taken out of it
+    for var in order:
+        if isinstance(var.op, Proj) and id(var) in absorbed:
+            taken.setdefault(id(var.inputs[0]), set()).add(var.op.index)
     new: dict[int, Var] = {}
     for var in order:
-        if id(var) in fused:
+        if id(var) in taken:
+            rest = _without(var, taken[id(var)], new)
+            if rest is not None:
+                new[id(var)] = rest
+        elif isinstance(var.op, Proj) and id(var.inputs[0]) in taken and id(var) not in absorbed:
+            rest = new[id(var.inputs[0])]
+            index = _remaining(var.inputs[0], taken[id(var.inputs[0])]).index(var.op.index)
+            if isinstance(rest.type, TensorType):
+                new[id(var)] = rest  # the one output left: the node itself
+            else:
+                with inherited_trace(var.trace):
+                    new[id(var)] = Var(Proj(index), (rest,))
+        elif id(var) in fused:
             node = fused[id(var)]
             inputs = tuple(new[id(x)] for x in node.inputs)
             if any(a is not b for a, b in zip(inputs, node.inputs)):
@@ -175,3 +205,18 @@ def fuse_reductions(
         else:
             new[id(var)] = var
     return [new[id(v)] for v in outputs]
+
+
+def _remaining(merged: Var, taken: set[int]) -> list[int]:
+    return [k for k in range(len(merged.op.outputs)) if k not in taken]
+
+
+def _without(merged: Var, taken: set[int], new: dict[int, Var]) -> Var | None:
+    """The multi-output Composite `merged` less the outputs `taken` (None when none is left)."""
+    rest = _remaining(merged, taken)
+    if not rest:
+        return None
+    op = merged.op
+    with inherited_trace(merged.trace):
+        body = Composite(op.placeholders, tuple(op.outputs[k] for k in rest))
+        return Var(body, tuple(new[id(x)] for x in merged.inputs))

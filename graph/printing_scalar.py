@@ -21,6 +21,7 @@ def scalar_text(var: Var, placeholders: tuple) -> str:
             return f"({text(v.inputs[0])} {_INFIX[kind]} {text(v.inputs[1])})"
         if kind == "Neg":
             return f"-{text(v.inputs[0])}"
-        return f"{kind.lower()}({', '.join(text(x) for x in v.inputs)})"
+        label = str(v.op) if hasattr(v.op, "name") else kind.lower()  # user kernels show their name
+        return f"{label}({', '.join(text(x) for x in v.inputs)})"
 
     return text(var)

@@ -82,7 +82,7 @@ def elementwise(fn: Callable | None = None, *, name: str | None = None, dtypes=N
 
 
 def trace(fn: Callable, name: str, dtypes: Sequence[str]) -> UserElemwise:
-    """Call `fn` on 0-d placeholders of `dtypes`; check the body is elementwise; wrap it as an op."""
+    """Call `fn` on 0-d placeholders of `dtypes`, check the body is elementwise, make the op."""
     what = f"elementwise kernel '{name}'"
     placeholders = tuple(placeholder(k, d) for k, d in enumerate(dtypes))
     try:
@@ -118,8 +118,29 @@ def trace(fn: Callable, name: str, dtypes: Sequence[str]) -> UserElemwise:
                 f"used at\n  {node.where()}"
             )
         if node.ndim != 0:
-            raise KernelError(f"{what}: its body computes a {node.ndim}-d value at\n  {node.where()}")
+            where = node.where()
+            raise KernelError(f"{what}: its body computes a {node.ndim}-d value at\n  {where}")
+    _check_on_vectors(fn, what, dtypes)
     return UserElemwise(name, placeholders, (out,))
+
+
+def _check_on_vectors(fn: Callable, what: str, dtypes: Sequence[str]) -> None:
+    """Trace once more on vectors: a reduction of a scalar is the scalar itself (T.sum(x) is x),
+    so only on vectors does a non-elementwise op in the body show."""
+    from ..graph.var import input_var
+
+    vectors = tuple(input_var(TensorType(d, (None,)), f"v{k}") for k, d in enumerate(dtypes))
+    out = fn(*vectors)
+    for node in toposort([out], stop=set(vectors)):
+        if not node.inputs or any(node is v for v in vectors):
+            continue
+        padding = type(node.op).__name__ == "DimShuffle" and not node.inputs[0].inputs
+        if not padding and not isinstance(node.op, Elemwise):
+            raise KernelError(
+                f"{what}: its body uses {type(node.op).__name__}, which is not an elementwise op "
+                f"(a kernel body may use only elementwise math: arithmetic, T.exp, T.switch, ...); "
+                f"used at\n  {node.where()}"
+            )
 
 
 # --- 2. hand-written scalar kernels ---------------------------------------------------------------
@@ -177,7 +198,7 @@ def _probe_grad(what: str, grad: Callable, nin: int, dtype: str) -> None:
     check_cotangents(what, grad(xs, output, g), nin)
 
 
-# --- 3. custom ops: a numba implementation and a CUDA kernel template per Op class -----------------
+# --- 3. custom ops: a numba implementation and a CUDA kernel template per Op class ------------
 
 NUMBA_IMPLS: dict[type, Callable] = {}
 CUDA_IMPLS: dict[type, tuple[str, Callable]] = {}
@@ -283,7 +304,8 @@ def _positional_arity(fn: Callable, what: str, skip: int = 0) -> tuple[int, tupl
     required = [p for p in parameters if p.kind == kinds.KEYWORD_ONLY and p.default is p.empty]
     if required:
         raise KernelError(f"{what} has keyword-only parameters {[p.name for p in required]}")
-    positional = [p for p in parameters if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+    ordered = (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in parameters if p.kind in ordered]
     return len(positional), tuple(p.name for p in positional)
 
 

@@ -1,4 +1,4 @@
-"""Reduction fusion: sum/prod/max/min of elementwise work as one FusedReduce node, on every backend."""
+"""Reduction fusion: sum/prod/max/min of elementwise work as one FusedReduce node, every backend."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import pytest
 
 import theanine
 import theanine.tensor as T
+from theanine.compiler.fuse import fuse_elementwise
 from theanine.compiler.fuse_reduce import fuse_reductions
-from theanine.graph.ops.composite import Composite, placeholder
+from theanine.graph.ops.composite import Composite, Proj, placeholder
 from theanine.graph.ops.elemwise import Add, Exp, Mul
 from theanine.graph.ops.fused_reduce import FusedReduce, fused_reduce
-from theanine.graph.ops.reduce import Argmax, AxisSize, Max, Sum
+from theanine.graph.ops.reduce import Argmax, AxisSize, Max, Min, Sum
 from theanine.graph.var import Var
 
 MODES = ["py", "numba", "cuda-emulator"]
@@ -61,12 +62,9 @@ def test_issue_examples_fuse_into_one_node_with_equal_values(case, mode):
     f = theanine.function(inputs, output, mode=mode)
     ops = ops_of(f)
     fused = [op for op in ops if isinstance(op, FusedReduce)]
-    if mode == "cuda-emulator":  # the CUDA backend has no one-pass kernel: it says so, nothing fuses
-        assert fused == [] and any(isinstance(op, Sum) for op in ops)
-    else:
-        assert len(fused) == 1 and fused[0].kind == "sum"
-        assert not [op for op in ops if isinstance(op, (Sum, Composite))]  # no stored body
-        assert not [op for op in ops if type(op).__name__ in ("Sqr", "Pow", "Exp", "Sub")]
+    assert len(fused) == 1 and fused[0].kind == "sum"
+    assert not [op for op in ops if isinstance(op, (Sum, Composite))]  # no stored body
+    assert not [op for op in ops if type(op).__name__ in ("Sqr", "Pow", "Exp", "Sub")]
     out = f(*values)
     assert out.dtype == np.float32 and out.shape == np.shape(expected)
     np.testing.assert_allclose(out, reference(inputs, output, values), rtol=1e-6)
@@ -108,7 +106,8 @@ def test_every_kind_and_axis_matches_numpy(kind, axis, keepdims, mode):
 def test_strided_and_scalar_inputs_and_integer_sums(mode):
     x, s = T.dmatrix("x"), T.TensorType("float64", (1, 1))("s")
     i = T.ivector("i")
-    outputs = [T.sum(T.exp(x) * s), T.max(x - s, axis=0), T.sum(i * 3), T.sum(x * 2, dtype="float32")]
+    outputs = [T.sum(T.exp(x) * s), T.max(x - s, axis=0), T.sum(i * 3),
+               T.sum(x * 2, dtype="float32")]  # fmt: skip
     f = theanine.function([x, s, i], outputs, mode=mode)
     assert sum(isinstance(op, FusedReduce) for op in ops_of(f)) == 4
     a = RNG.normal(size=(4, 6))[:, ::2]  # not contiguous: the loop reads a strided view
@@ -135,7 +134,7 @@ def test_float32_sum_accumulates_in_float64_on_numba():
     assert abs(float(np.sum(np.sqrt(a))) - exact) / exact < 1e-5  # numpy's float32 sum, for scale
 
 
-@pytest.mark.parametrize("mode", ["py", "numba"])
+@pytest.mark.parametrize("mode", ["py", "numba", "cuda-emulator"])
 def test_max_and_min_propagate_nan_and_empty_groups_raise(mode):
     x = T.dmatrix("x")
     f = theanine.function([x], [T.max(x + 1, axis=1), T.min(x * 2, axis=1)], mode=mode)
@@ -195,7 +194,7 @@ def test_the_pass_can_be_turned_off_by_name():
 
 def test_the_backend_decides():
     x = T.dmatrix("x")
-    output = T.sum(T.exp(x) + 1, axis=0)
+    (output,) = fuse_elementwise([T.sum(T.exp(x) + 1, axis=0)])  # the pipeline fuses this first
     (kept,) = fuse_reductions([output], supported_reduction=lambda var: False)
     assert kept is output
     (fused,) = fuse_reductions([output], supported_reduction=lambda var: True)
@@ -212,16 +211,72 @@ def test_the_backend_decides():
     assert not BACKEND.supported_reduction(complex_sum)
 
 
-def test_cuda_backend_runs_a_fused_reduce_on_the_host_with_its_reason():
+def test_cuda_backend_runs_one_kernel_or_says_why_it_runs_on_the_host():
     from theanine.kernels.cuda.backend import EMULATOR_BACKEND, HOST_OPS
 
     x = T.dmatrix("x")
     (fused,) = fuse_reductions([T.sum(T.exp(x), axis=1)], supported_reduction=lambda var: True)
-    assert not EMULATOR_BACKEND.supported_reduction(fused)
+    assert EMULATOR_BACKEND.supported_reduction(fused)
     plan = EMULATOR_BACKEND.compile([x], [fused])
-    assert plan.host_nodes() == [(fused, HOST_OPS[FusedReduce])]
+    assert plan.host_nodes() == [] and [k.kind for k in plan.kernels()] == ["reduction"]
     a = RNG.normal(size=(2, 3))
     np.testing.assert_allclose(plan.run([a])[0], np.exp(a).sum(axis=1), rtol=1e-12)
+    z = T.zmatrix("z")  # complex values have no CUDA rendering: the host runs its perform
+    (complex_sum,) = fuse_reductions([T.sum(z * 2)], supported_reduction=lambda var: True)
+    assert not EMULATOR_BACKEND.supported_reduction(complex_sum)
+    plan = EMULATOR_BACKEND.compile([z], [complex_sum])
+    assert plan.host_nodes() == [(complex_sum, HOST_OPS[FusedReduce])]
+    assert plan.run([np.array([[1 + 2j, 3j]])])[0] == 2 + 10j
+
+
+def test_cuda_kernels_compile_with_nvcc():
+    from theanine.compiler.pipeline import optimize
+    from theanine.kernels.cuda import nvcc
+    from theanine.kernels.cuda.backend import EMULATOR_BACKEND
+
+    if nvcc.find_nvcc() is None:
+        pytest.skip("nvcc (the CUDA toolkit) is not installed on this machine")
+    x, m, i = T.fmatrix("x"), T.fcol("m"), T.ivector("i")
+    outputs = [T.sum(T.exp(x - m), axis=1), T.max(x * m, axis=0), T.prod(x * 0.5 + 1, axis=1),
+               T.sum(i * 2), T.min(T.tanh(x), keepdims=True)]  # fmt: skip
+    kernels = EMULATOR_BACKEND.compile([x, m, i], optimize(outputs, EMULATOR_BACKEND)).kernels()
+    assert len(kernels) == 5 and all(k.what.startswith("FusedReduce") for k in kernels)
+    reports = nvcc.compile_kernels(kernels, nvcc.ARCHS)
+    by_name = {k.name: k for k in kernels}
+    assert len(reports) == 10
+    assert [p for r in reports for p in nvcc.limit_problems(by_name[r.kernel], r)] == []
+
+
+REDUCE = {Sum: np.sum, Max: np.max, Min: np.min}
+
+
+@pytest.mark.parametrize("mode", ["py", "numba", "cuda-emulator"])
+@pytest.mark.parametrize("case", ["two_taken_one_left", "one_taken_two_left", "all_taken"])
+def test_outputs_taken_out_of_a_merged_sibling_composite(case, mode):
+    x = T.dmatrix("x")
+    a, b, c = T.exp(x) * 2 + 1, T.tanh(x) * 3 + 1, T.log(x + 5) * 2
+    outputs = {"two_taken_one_left": [T.sum(a), b, T.sum(c, axis=0)],
+               "one_taken_two_left": [T.sum(a, axis=1), b, c],
+               "all_taken": [T.max(a), T.min(c, axis=1)]}[case]  # fmt: skip
+    with theanine.config.change_flags(optimizer_excluding="fuse_reduce"):
+        unfused = theanine.function([x], outputs, mode=mode)
+    assert any(isinstance(op, Proj) for op in ops_of(unfused))  # elementwise fusion merged them
+    f = theanine.function([x], outputs, mode=mode)
+    ops = ops_of(f)
+    reductions = [out.op for out in outputs if type(out.op) in REDUCE]
+    assert [op.reduce for op in ops if isinstance(op, FusedReduce)] == reductions
+    assert not [op for op in ops if type(op) in REDUCE]
+    left = len(outputs) - len(reductions)
+    assert sum(isinstance(op, Composite) for op in ops) == (1 if left else 0)
+    values = RNG.uniform(0.5, 1.5, size=(3, 4))
+    elementwise = {id(a): np.exp(values) * 2 + 1, id(b): np.tanh(values) * 3 + 1,
+                   id(c): np.log(values + 5) * 2}  # fmt: skip
+    for out, got in zip(outputs, f(values)):
+        if type(out.op) in REDUCE:
+            want = REDUCE[type(out.op)](elementwise[id(out.inputs[0])], axis=out.op.axis)
+        else:
+            want = elementwise[id(out)]
+        np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
 def _body(op, n_inputs: int = 1) -> Composite:
@@ -240,7 +295,7 @@ def test_build_errors_name_the_problem():
         fused_reduce(_body(Exp()), Max((2,)), (x,))
 
 
-@pytest.mark.parametrize("mode", ["py", "numba"])
+@pytest.mark.parametrize("mode", ["py", "numba", "cuda-emulator"])
 def test_broadcasting_an_axis_not_typed_broadcastable_raises(mode):
     x, y = T.dmatrix("x"), T.dmatrix("y")
     f = theanine.function([x, y], T.sum(x * y + 1), mode=mode)
@@ -259,3 +314,32 @@ def test_perform_of_a_hand_built_node():
     with pytest.raises(NotImplementedError, match="differentiate before fusion"):
         T.grad(T.sum(node), x)
     assert isinstance(_body(Add(), 2).outputs[0].op, Add)
+
+
+def test_numba_kernel_source_is_one_loop_nest_accumulating_in_float64():
+    x = T.fmatrix("x")
+    f = theanine.function([x], T.sum(T.exp(x) * 2, axis=1), mode="numba")
+    ((what, source),) = f.kernel_sources()
+    assert "FusedReduce{sum[1] of (exp(i0) * 2.0)}" in what
+    assert source.count("for i0 in range(n0)") == 1 and "acc = acc + buf[j]" in source
+    assert "buf[j] = np.float64(t" in source and "out[i0, 0] = acc" in source
+
+
+def test_numba_rows_longer_than_one_chunk():
+    from theanine.kernels.numba.fused_reduce import CHUNK
+
+    x = T.dmatrix("x")
+    n = 2 * CHUNK + 37  # two full chunks and a partial one
+    outputs = [T.sum(x * 3, axis=1), T.sum(x * 3, axis=0), T.max(x + 1, axis=1),
+               T.min(x + 1, axis=0), T.prod(x * 0 + 1.001)]  # fmt: skip
+    f = theanine.function([x], outputs, mode="numba")
+    assert sum(isinstance(op, FusedReduce) for op in ops_of(f)) == 5
+    a = RNG.normal(size=(3, n))
+    a[1, CHUNK + 5] = np.nan  # a NaN in the second chunk wins its row's max and its column's min
+    rows, columns, maxima, minima, product = f(a)
+    np.testing.assert_allclose(rows, np.sum(a * 3, axis=1), rtol=1e-12)
+    np.testing.assert_allclose(columns, np.sum(a * 3, axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(maxima, np.max(a + 1, axis=1))
+    np.testing.assert_array_equal(minima, np.min(a + 1, axis=0))
+    assert np.isnan(maxima[1]) and np.isnan(minima[CHUNK + 5]) and np.isnan(rows[1])
+    np.testing.assert_allclose(product, 1.001 ** (3 * n), rtol=1e-12)

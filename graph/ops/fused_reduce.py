@@ -1,4 +1,4 @@
-"""FusedReduce: a reduction (sum, prod, max, min) of a fused elementwise body, computed in one pass."""
+"""FusedReduce: a sum, prod, max or min of a fused elementwise body, computed in one pass."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ class FusedReduce(Op):
     """`reduce` applied to the single output of the elementwise `body`, without materialising it.
 
     `body` is a one-output Composite over this node's inputs (they broadcast as for any Elemwise);
-    `reduce` is the Sum, Prod, Max or Min op it replaces (its axis, keepdims and dtype); `broadcastable`
-    holds, per input, which axes are typed size 1: only those may broadcast at run time (Theano).
+    `reduce` is the Sum, Prod, Max or Min op it replaces (its axis, keepdims and dtype);
+    `broadcastable` holds, per input, which axes are typed size 1: only those may broadcast at run
+    time (Theano).
     """
 
     body: Composite

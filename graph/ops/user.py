@@ -1,7 +1,7 @@
-"""User-defined elementwise ops: a traced scalar body (UserElemwise) and per-backend code (ScalarKernel).
+"""User-defined elementwise ops: a traced scalar body (UserElemwise), per-backend code (ScalarKernel).
 
-The public constructors live in `theanine.kernels.user` (`elementwise`, `scalar_kernel`); these are the
-graph-level semantics: type inference, the numpy reference and the gradient. Backends render a
+The public constructors live in `theanine.kernels.user` (`elementwise`, `scalar_kernel`); these are
+the graph-level semantics: type inference, the numpy reference and the gradient. Backends render a
 UserElemwise by inlining its body into the fused loop or kernel, and a ScalarKernel by calling the
 user's compiled numba function or CUDA device function from it.
 """
@@ -27,7 +27,8 @@ def _check_arity(what: str, inputs: tuple, n: int) -> None:
     if len(inputs) != n:
         raise KernelError(f"{what} takes {n} input(s), got {len(inputs)}")
     if len({x.ndim for x in inputs}) > 1:
-        raise KernelError(f"{what}: inputs must have equal ndim here, got {[x.ndim for x in inputs]}")
+        ndims = [x.ndim for x in inputs]
+        raise KernelError(f"{what}: inputs must have equal ndim here, got {ndims}")
 
 
 def _broadcast(op: Elemwise, what: str, inputs: tuple) -> tuple:
@@ -99,7 +100,7 @@ def rebuild_body(placeholders: tuple, output: Var, inputs: tuple) -> Var:
 
 
 def differentiate(output: Var, wrt: tuple, g: Var) -> list[Var | None]:
-    """Reverse-mode cotangents of `output` (seeded with g) for each of `wrt`, by the ops' pullbacks."""
+    """Reverse-mode cotangents of `output` (seeded with g) for each of `wrt`, by op pullbacks."""
     stop = set(wrt)
     cotangent: dict[int, Var] = {id(output): g}
     for node in reversed(toposort([output], stop=stop)):
@@ -164,7 +165,8 @@ class ScalarKernel(Elemwise):
 
     def pullback(self, inputs, output, g):
         if self.grad is None:
-            raise NotImplementedError(f"{self.what} declares no gradient (pass grad= to scalar_kernel)")
+            message = f"{self.what} declares no gradient (pass grad= to scalar_kernel)"
+            raise NotImplementedError(message)
         return check_cotangents(self.what, self.grad(tuple(inputs), output, g), len(inputs))
 
     def __str__(self) -> str:

@@ -17,9 +17,12 @@ from ...graph.type import TensorType
 from ...graph.var import Input, Shared, Var, toposort
 from .device import DeviceArray, EmulatorDevice, EmulatorError
 from .elementwise import elementwise_kernel, supported as elementwise_supported
+from .fused_reduce import fused_reduce_kernel, supported_reduction as fused_reduce_supported
 from .gemm import gemm_kernel, gemm_supported
 from .indexing import basic_subtensor, subtensor_kernel
-from .kernel import Kernel
+from ..user import CUDA_IMPLS
+from ..user_backends import explain_compile_error
+from .kernel import CudaCompileError, Kernel
 from .reduction import reducible, reduction_kernel, softmax_kernel
 from .scalar import CTYPE
 
@@ -40,9 +43,9 @@ HOST_OPS: dict[type, str] = {
     subtensor.Subtensor: "advanced (integer array, boolean) indexing kernels are not generated yet",
     subtensor.IncSubtensor: "inc_subtensor with atomics is not generated yet",
     random.RandomOp: "the Philox generator is not generated yet (must match the CPU bits)",
-    # supported_reduction says no, so the pipeline never builds one for CUDA; one built by hand runs
-    # its perform (body, then reduction) on the host
-    fused_reduce.FusedReduce: "one-pass reduction of a fused body: no CUDA kernel generated yet",
+    # only where supported_reduction says no (complex or float16 values, scalar ops with no CUDA
+    # rendering), which the pipeline never builds: its perform (body, then reduction) on the host
+    fused_reduce.FusedReduce: "its dtypes or scalar ops have no CUDA rendering",
 }
 for _cls in (shape_alloc.ARange, shape_alloc.Alloc, shape_alloc.AllocDiag, shape_alloc.ArgSort,
              shape_alloc.Diagonal, shape_alloc.DiagonalGrad, shape_alloc.Eye, shape_alloc.Nonzero,
@@ -105,6 +108,10 @@ _GRAPH = __name__.rsplit(".", 3)[0] + ".graph"  # "theanine.graph": ops that mus
 def lower(var: Var):
     """The kernel lowering of `var`, or (None, reason) when it runs on the host."""
     op = var.op
+    if type(op) in CUDA_IMPLS:  # a custom op's registered kernel template
+        from ..user_backends import CustomCudaLowering
+
+        return CustomCudaLowering(var, *CUDA_IMPLS[type(op)]), None
     if isinstance(op, VIEW_OPS):
         return View(), None
     multi_output = isinstance(op, (composite.Composite, blas.MaxAndArgmax))
@@ -115,6 +122,8 @@ def lower(var: Var):
             return elementwise_kernel(var), None
     if tensor and reducible(var):
         return reduction_kernel(var), None
+    if isinstance(op, fused_reduce.FusedReduce) and fused_reduce_supported(var):
+        return fused_reduce_kernel(var), None
     softmax = isinstance(op, (nnet.Softmax, nnet.LogSoftmax))
     if tensor and softmax and var.dtype in ("float32", "float64"):
         return softmax_kernel(var), None
@@ -196,7 +205,10 @@ class CudaPlan:
     def module(self):
         """The compiled module of this plan's kernels (built on first use)."""
         if self._module is None:
-            self._module = self.device.compile(self.kernels()) if self.kernels() else None
+            try:
+                self._module = self.device.compile(self.kernels()) if self.kernels() else None
+            except CudaCompileError as error:  # name the user kernel and line it points at, if any
+                raise explain_compile_error(error) from None
         return self._module
 
     def run(self, input_values: Sequence, times: list | None = None) -> list:
@@ -292,8 +304,8 @@ class CudaBackend:
 
     @staticmethod
     def supported_reduction(var: Var) -> bool:
-        """May this FusedReduce run as one kernel? Not yet: the reduction and its body stay apart."""
-        return False
+        """May this FusedReduce (a reduction of a fused body) run as one kernel?"""
+        return fused_reduce_supported(var)
 
     def compile(
         self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False

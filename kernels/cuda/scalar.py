@@ -10,6 +10,7 @@ import numpy as np
 from ...graph.ops import elemwise as E
 from ...graph.ops import elemwise_math as M
 from ...graph.ops import nnet as N
+from ...graph.ops import user as U
 from ...graph.var import Var
 
 CTYPE = {
@@ -235,8 +236,25 @@ def compute_dtype(var: Var) -> str:
     return var.dtype
 
 
+def _user_kernel(op, a, c, h):
+    """A user kernel (traced or hand-written): a call of its __device__ function, emitted first."""
+    from ..user_backends import cuda_function
+
+    return f"{cuda_function(op, h)}({', '.join(a)})"
+
+
+OP_RENDER[U.UserElemwise] = _user_kernel
+OP_RENDER[U.ScalarKernel] = _user_kernel
+# Ops whose arguments keep their own types (a traced kernel's device function takes its inputs').
+UNCAST: tuple = (U.UserElemwise,)
+
+
 def renders(var: Var) -> bool:
     """True when the scalar table renders this elementwise node (and every dtype it touches)."""
+    if isinstance(var.op, (U.UserElemwise, U.ScalarKernel)):
+        from ..user_backends import cuda_renders
+
+        return cuda_renders(var)
     if type(var.op) not in SCALAR and type(var.op) not in OP_RENDER:
         return False
     dtypes = [var.dtype, compute_dtype(var)] + [x.dtype for x in var.inputs]
@@ -249,7 +267,7 @@ def render(var: Var, args: list[str], helpers: set) -> str:
     op = var.op
     if isinstance(op, E.Switch):  # the condition keeps its own type
         args = [args[0]] + [_cast(a, x.dtype, compute) for a, x in zip(args[1:], var.inputs[1:])]
-    elif not isinstance(op, (E.Cast, E.Second)):
+    elif not isinstance(op, (E.Cast, E.Second) + UNCAST):
         args = [_cast(a, x.dtype, compute) for a, x in zip(args, var.inputs)]
     if isinstance(op, E.Switch):
         expression = f"({args[0]} ? {args[1]} : {args[2]})"

@@ -24,6 +24,7 @@ from ...graph.var import Input, Op, Shared, Var, toposort
 from . import control, conv, fused_reduce, linalg, nnet, pool, reduce, shape, subtensor
 from .buffers import donors, updates_in_place
 from .loops import ElementwiseRunner
+from ..user import NUMBA_IMPLS
 from .scalar import SCALAR, supported
 
 Runner = Callable[..., object]
@@ -63,6 +64,10 @@ UNSUPPORTED: dict[type, str] = {
 def lower(var: Var) -> Runner:
     """The runner of one node; raises NotImplementedError for a theanine op with no lowering."""
     lowering = LOWERINGS.get(type(var.op))
+    if lowering is None and type(var.op) in NUMBA_IMPLS:  # a custom op's registered implementation
+        from ..user_backends import CustomNumbaRunner
+
+        return CustomNumbaRunner(var, NUMBA_IMPLS[type(var.op)])
     if lowering is None and not type(var.op).__module__.startswith("theanine."):
         return numpy_step(var.op, var)  # a user's own Op (as in Theano): its perform defines it
     if lowering is None:
@@ -213,11 +218,14 @@ class NumbaPlan:
         """(node, generated numba source) for every fused loop, as its contiguous-input form."""
         from .loops import ElementwiseRunner, kernel_source
 
-        return [
-            (run[4], kernel_source(run[0].placeholders, run[0].outputs, 0, "flat")[0])
-            for run in self.runs
-            if isinstance(run[0], ElementwiseRunner)
-        ]
+        sources = []
+        for run in self.runs:
+            if isinstance(run[0], ElementwiseRunner):
+                source = kernel_source(run[0].placeholders, run[0].outputs, 0, "flat")[0]
+                sources.append((run[4], source))
+            elif isinstance(run[0], fused_reduce.FusedReduceRunner):  # its full-rank loop nest
+                sources.append((run[4], run[0].source()))
+        return sources
 
     def nodes(self) -> list[Var]:
         """The computed Vars, in execution order."""

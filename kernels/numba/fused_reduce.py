@@ -7,7 +7,7 @@ reduction of contiguous inputs runs one flat loop. Sums and products of floats a
 float64 (as kernels/numba/reduce.py does): float32 results are then at least as accurate as numpy's
 pairwise float32 sum, and within float32 rounding of it. The loops are serial: a reduction's
 output is shared between iterations, and the elementwise work it fuses is what it saves.
-The source is deterministic: arguments x0.., the accumulator array out, sizes n0.., function k_<sha12>.
+The source is deterministic: arguments x0.., accumulator array out, sizes n0.., function k_<sha12>.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .loops import _PRELUDE, broadcast_shape
 from .scalar import DTYPES, convert, literal, render_body, supported
 
 KINDS = ("sum", "prod", "max", "min")
+CHUNK = 256  # elements of the innermost axis computed into a buffer before they are combined
 
 
 def accumulator_dtype(kind: str, dtype: str) -> str:
@@ -44,62 +45,99 @@ def identity(kind: str, dtype: str):
     return np.asarray(info.min if kind == "max" else info.max, dtype)[()]
 
 
-def _combine(kind: str, value: str) -> str:
-    """The statement joining `value` into `acc`; for max and min a NaN, once seen, stays (numpy)."""
+def _combine(kind: str, target: str, value: str) -> str:
+    """The statement joining `value` into `target`; for max and min a NaN, once in, stays (numpy)."""
     if kind == "sum":
-        return f"acc = acc + {value}"
+        return f"{target} = {target} + {value}"
     if kind == "prod":
-        return f"acc = acc * {value}"
+        return f"{target} = {target} * {value}"
     symbol = ">" if kind == "max" else "<"
-    return f"if acc == acc and ({value} {symbol} acc or {value} != {value}): acc = {value}"
+    return f"if {target} == {target} and ({value} {symbol} {target} or {value} != {value}): " + (
+        f"{target} = {value}"
+    )
 
 
 def kernel_source(var: Var, ndim: int, pattern: str) -> tuple[str, str]:
     """(module source, kernel name) for a FusedReduce at rank `ndim` (0: one flat loop over all
-    elements) and input `pattern` (per input: 'v' read per element, 's' one element read once)."""
+    elements) and input `pattern` (per input: 'v' read per element, 's' one element read once).
+
+    The innermost axis runs in chunks of CHUNK elements: the body fills a small buffer (a loop the
+    compiler vectorizes, as an elementwise loop), which then joins the accumulator (over a reduced
+    innermost axis: by FOLD, whose sums and products may be reassociated into vector lanes) or the
+    output row (over a kept innermost axis).
+    """
     op: FusedReduce = var.op
     body = op.body
     n_in = len(body.placeholders)
     acc_dtype = accumulator_dtype(op.kind, var.dtype)
     lines, (result,) = render_body(body.placeholders, body.outputs, [f"a{k}" for k in range(n_in)])
-    value_dtype = body.outputs[0].dtype
-    lines.append(f"v = {convert(result, value_dtype, acc_dtype)}")
+    lines.append(f"buf[j] = {convert(result, body.outputs[0].dtype, acc_dtype)}")
     rank = max(ndim, 1)
-    sizes = [f"n{d}" for d in range(rank)]
-    params = ", ".join([f"x{k}" for k in range(n_in)] + ["out"] + sizes)
-    index = ", ".join(f"i{d}" for d in range(rank))
+    inner = rank - 1
+    params = ", ".join([f"x{k}" for k in range(n_in)] + ["out"] + [f"n{d}" for d in range(rank)])
     first = ", ".join(["0"] * rank)
     kept = [] if ndim == 0 else [a for a in range(ndim) if a not in op.axis]
     last_kept = max(kept) if kept else -1
     out_index = "0" if ndim == 0 else ", ".join(f"i{a}" if a in kept else "0" for a in range(ndim))
-    text = [f"@numba.njit(cache=True, error_model=\"numpy\", nogil=True)", f"def KERNEL({params}):"]
+    flags = 'cache=True, error_model="numpy", nogil=True'
+    # reassociating a sum or product lets it run in vector lanes; max and min keep their order
+    fast = ', fastmath={"reassoc"}' if op.kind in ("sum", "prod") else ""
+    text = [f"@numba.njit({flags}{fast})", "def FOLD(acc, buf, m):", "    for j in range(m):",
+            f"        {_combine(op.kind, 'acc', 'buf[j]')}", "    return acc", "", "",
+            f"@numba.njit({flags})", f"def KERNEL({params}):",
+            f"    buf = np.empty({CHUNK}, np.{acc_dtype})"]  # fmt: skip
     text += [f"    a{k} = x{k}[{first}]" for k in range(n_in) if pattern[k] == "s"]
     depth = 1
 
     def emit(line: str) -> None:
         text.append("    " * depth + line)
 
-    for axis in range(last_kept + 1):  # the kept axes and the reduced ones between them
+    folding = last_kept < inner  # the innermost axis is reduced: a local accumulator
+    for axis in range(last_kept + 1 if folding else inner):
         emit(f"for i{axis} in range(n{axis}):")
         depth += 1
-    emit(f"acc = out[{out_index}]")
-    outer = depth
-    for axis in range(last_kept + 1, rank):  # the trailing reduced axes: acc stays in a register
-        emit(f"for i{axis} in range(n{axis}):")
-        depth += 1
+    if folding:
+        emit(f"acc = out[{out_index}]")
+        outer = depth
+        for axis in range(last_kept + 1, inner):
+            emit(f"for i{axis} in range(n{axis}):")
+            depth += 1
+    emit(f"for start in range(0, n{inner}, {CHUNK}):")
+    depth += 1
+    emit(f"m = min({CHUNK}, n{inner} - start)")
+    # rows are 1-d views indexed by j from range(m): numba then knows no index is negative and
+    # the loop vectorizes (x[start + j] would need a wraparound check per element)
+    prefix = "".join(f"i{d}, " for d in range(inner))
     for k in range(n_in):
         if pattern[k] == "v":
-            emit(f"a{k} = x{k}[{index}]")
-    for line in lines + [_combine(op.kind, "v")]:
+            emit(f"r{k} = x{k}[{prefix}start:start + m]")
+    emit("for j in range(m):")
+    depth += 1
+    for k in range(n_in):
+        if pattern[k] == "v":
+            emit(f"a{k} = r{k}[j]")
+    for line in lines:
         emit(line)
-    depth = outer
-    emit(f"out[{out_index}] = acc")
+    depth -= 1
+    if folding:
+        emit("acc = FOLD(acc, buf, m)")
+        depth = outer
+        emit(f"out[{out_index}] = acc")
+    else:  # the innermost axis is kept: each buffer element joins its own output element
+        row = ", ".join(f"i{a}" if a in kept else "0" for a in range(inner))
+        emit(f"row = out[{row + ', ' if row else ''}start:start + m]")
+        emit("for j in range(m):")
+        depth += 1
+        emit("o = row[j]")
+        emit(_combine(op.kind, "o", "buf[j]"))
+        emit("row[j] = o")
     source = "\n".join(text) + "\n"
     name = "k_" + hashlib.sha256(source.encode()).hexdigest()[:12]
     # the accumulator's start value is the output's fill value: written out for the reader
     header = f"# FusedReduce {op.kind} over axes {op.axis}, accumulator {acc_dtype} from "
     header += f"{literal(identity(op.kind, acc_dtype), acc_dtype)}\n"
-    return _PRELUDE + header + "\n" + source.replace("KERNEL", name), name
+    source = source.replace("KERNEL", name).replace("FOLD", name + "_fold")
+    return _PRELUDE + header + "\n" + source, name
 
 
 class FusedReduceRunner:
@@ -128,6 +166,11 @@ class FusedReduceRunner:
                 print(f"# numba kernel {name}\n{source}")
             found = self.kernels[key] = getattr(load_source(source), name)
         return found
+
+    def source(self) -> str:
+        """The generated source of the loop nest over all axes, every input read per element."""
+        ndim = self.var.inputs[0].ndim if self.var.inputs else 0
+        return kernel_source(self.var, ndim, "v" * len(self.var.inputs))[0]
 
     def __call__(self, *xs: np.ndarray) -> np.ndarray:
         shape = broadcast_shape(xs, self.fixed)

@@ -17,6 +17,7 @@ import numpy as np
 from ...graph.ops import elemwise as E
 from ...graph.ops import nnet as N
 from ...graph.ops.composite import Composite
+from ...graph.ops.user import ScalarKernel, UserElemwise
 from ...graph.type import TensorType, upcast
 from ...graph.var import Constant, Var, toposort
 
@@ -230,6 +231,26 @@ SCALAR: dict[type, Callable] = {
 }
 
 
+def _scalar_kernel(op, a, t):
+    """A user's scalar kernel: its Python function, compiled by numba, called per element."""
+    from ..user_backends import numba_call
+
+    return f"{numba_call(op, t)}({', '.join(a)})"
+
+
+def _traced(op, a, t):
+    raise AssertionError("render_body inlines a traced user kernel's body")  # never reached
+
+
+SCALAR[ScalarKernel] = _scalar_kernel
+SCALAR[UserElemwise] = _traced
+# Ops whose node is rendered by inlining a scalar body: op class -> (placeholders, outputs) of it.
+INLINE_BODIES: dict[type, Callable] = {
+    Composite: lambda op: (op.placeholders, op.outputs),
+    UserElemwise: lambda op: (op.placeholders, op.outputs),
+}
+
+
 def computation_dtypes(var: Var) -> list[str]:
     """The dtype each argument of `var` is converted to before its expression is evaluated."""
     op, dtypes = var.op, [x.dtype for x in var.inputs]
@@ -253,13 +274,19 @@ def supported(var: Var) -> bool:
         return inputs_ok and all(supported(node) for node in var.op.nodes)
     if type(var.op) not in SCALAR or var.dtype not in DTYPES:
         return False
+    if isinstance(var.op, ScalarKernel) and var.op.numba is None:
+        return False  # only a numpy reference: it runs as a numpy step
+    if isinstance(var.op, UserElemwise) and not all(supported(n) for n in var.op.nodes):
+        return False
     return all(x.dtype in DTYPES for x in var.inputs)
 
 
 def render_body(
-    placeholders: tuple, outputs: tuple, arguments: list[str]
+    placeholders: tuple, outputs: tuple, arguments: list[str], start: int = 0
 ) -> tuple[list[str], list[str]]:
-    """Lines computing a scalar graph from `arguments` (one per placeholder); the output names."""
+    """Lines computing a scalar graph from `arguments` (one per placeholder); the output names.
+
+    Temporaries are numbered from `start` (a nested body continues its host's numbering)."""
     names: dict[int, str] = {id(p): a for p, a in zip(placeholders, arguments)}
     lines: list[str] = []
     for node in toposort(list(outputs), stop=set(placeholders)):
@@ -270,13 +297,14 @@ def render_body(
             continue
         if not node.inputs:
             raise TypeError(f"numba: unexpected leaf {node} inside a fused elementwise body")
-        if isinstance(node.op, Composite):  # a nested composite: inline its body
-            inner_lines, inner_outputs = render_body(
-                node.op.placeholders, node.op.outputs, [names[id(x)] for x in node.inputs]
+        if type(node.op) in INLINE_BODIES:  # a nested composite or a user kernel: inline its body
+            inner_placeholders, inner_outputs = INLINE_BODIES[type(node.op)](node.op)
+            inner_lines, inner_names = render_body(
+                inner_placeholders, inner_outputs, [names[id(x)] for x in node.inputs],
+                start + len(lines),
             )
-            offset = len(lines)
-            lines.extend(_renumber(inner_lines, offset))
-            names[id(node)] = _renumber([inner_outputs[0]], offset)[0]
+            lines.extend(inner_lines)
+            names[id(node)] = inner_names[0]
             continue
         targets = computation_dtypes(node)
         args = [convert(names[id(x)], x.dtype, t) for x, t in zip(node.inputs, targets)]
@@ -284,7 +312,7 @@ def render_body(
             expression = f"({args[0]} * {args[0]})"
         else:
             expression = SCALAR[type(node.op)](node.op, args, targets[0] if targets else node.dtype)
-        name = f"t{len(lines)}"
+        name = f"t{start + len(lines)}"
         lines.append(f"{name} = {convert_expression(expression, node.dtype)}")
         names[id(node)] = name
     return lines, [names[id(out)] for out in outputs]
@@ -298,13 +326,6 @@ def _is_square(node: Var) -> bool:
         and exponent.op.data.size == 1
         and float(exponent.op.data.reshape(())) == 2.0
     )
-
-
-def _renumber(lines: list[str], offset: int) -> list[str]:
-    """Inner temporaries t<k> of a nested body, shifted to follow the outer ones."""
-    import re
-
-    return [re.sub(r"\bt(\d+)\b", lambda m: f"t{int(m.group(1)) + offset}", line) for line in lines]
 
 
 def convert_expression(expression: str, target: str) -> str:
