@@ -330,16 +330,30 @@ def test_numba_rows_longer_than_one_chunk():
 
     x = T.dmatrix("x")
     n = 2 * CHUNK + 37  # two full chunks and a partial one
-    outputs = [T.sum(x * 3, axis=1), T.sum(x * 3, axis=0), T.max(x + 1, axis=1),
-               T.min(x + 1, axis=0), T.prod(x * 0 + 1.001)]  # fmt: skip
+    # distinct bodies: a body shared by two reductions has two readers and is stored once
+    outputs = [T.sum(x * 3, axis=1), T.sum(x * 4, axis=0), T.max(x + 1, axis=1),
+               T.min(x + 2, axis=0), T.prod(x * 1e-3 + 1, axis=1)]  # fmt: skip
     f = theanine.function([x], outputs, mode="numba")
     assert sum(isinstance(op, FusedReduce) for op in ops_of(f)) == 5
     a = RNG.normal(size=(3, n))
     a[1, CHUNK + 5] = np.nan  # a NaN in the second chunk wins its row's max and its column's min
     rows, columns, maxima, minima, product = f(a)
     np.testing.assert_allclose(rows, np.sum(a * 3, axis=1), rtol=1e-12)
-    np.testing.assert_allclose(columns, np.sum(a * 3, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(columns, np.sum(a * 4, axis=0), rtol=1e-12)
     np.testing.assert_array_equal(maxima, np.max(a + 1, axis=1))
-    np.testing.assert_array_equal(minima, np.min(a + 1, axis=0))
+    np.testing.assert_array_equal(minima, np.min(a + 2, axis=0))
     assert np.isnan(maxima[1]) and np.isnan(minima[CHUNK + 5]) and np.isnan(rows[1])
-    np.testing.assert_allclose(product, 1.001 ** (3 * n), rtol=1e-12)
+    np.testing.assert_allclose(product, np.prod(a * 1e-3 + 1, axis=1), rtol=1e-12)
+    assert np.isnan(product[1]) and np.isfinite(product[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("mode", ["py", "numba"])
+def test_mean_of_an_outer_product_counts_its_axes_from_two_inputs(mode):
+    c, r = T.dcol("c"), T.drow("r")
+    output = T.mean(T.exp(c * r))  # the (n, m) body is never stored: n from c, m from r
+    f = theanine.function([c, r], output, mode=mode)
+    ops = ops_of(f)
+    assert sum(isinstance(op, FusedReduce) for op in ops) == 1
+    assert [op.axis for op in ops if isinstance(op, AxisSize)] in ([(0,), (1,)], [(1,), (0,)])
+    a, b = RNG.normal(size=(3, 1)), RNG.normal(size=(1, 5))
+    np.testing.assert_allclose(f(a, b), np.mean(np.exp(a * b)), rtol=1e-12)

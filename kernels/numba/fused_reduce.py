@@ -1,13 +1,14 @@
 """Numba lowering of FusedReduce: one generated loop nest evaluates the body and accumulates.
 
 The loops run over the broadcast input shape in C order (inputs are passed as broadcast views, no
-copy); the accumulator is a local variable over the trailing reduced axes, loaded from and stored to
-the (keepdims-shaped) output once per kept index, so any set of reduced axes works. A full
-reduction of contiguous inputs runs one flat loop. Sums and products of floats accumulate in
-float64 (as kernels/numba/reduce.py does): float32 results are then at least as accurate as numpy's
-pairwise float32 sum, and within float32 rounding of it. The loops are serial: a reduction's
-output is shared between iterations, and the elementwise work it fuses is what it saves.
-The source is deterministic: arguments x0.., accumulator array out, sizes n0.., function k_<sha12>.
+copy). The innermost axis runs in chunks: the body fills a small buffer that stays in L1 (a loop
+that vectorizes like an elementwise one), which is then folded into a local accumulator (a reduced
+innermost axis) or into the output row (a kept one). A full reduction of contiguous inputs is one
+flat loop. Sums and products of floats accumulate in float64 (as kernels/numba/reduce.py does), and
+their folds may be reassociated into vector lanes: float32 results are at least as accurate as
+numpy's pairwise float32 sum. The loops are serial (numba's threads cost more to wake than they save
+at the sizes the benchmark machine sees, see kernels/numba/loops.py). Generated source is
+deterministic: arguments x0.., accumulator array out, sizes n0.., functions k_<sha12>(_fold).
 """
 
 from __future__ import annotations
