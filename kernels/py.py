@@ -7,13 +7,14 @@ from typing import Sequence
 
 import numpy as np
 
-from ..graph.evaluate import EvaluationError, check_output, leaf_value, node_error, run_node
+from .slots import last_uses, lay_out
+from ..graph.evaluate import EvaluationError, check_output, node_error, run_node
 from ..graph.ops.blas import Gemm, Ger
 from ..graph.ops.composite import Composite
 from ..graph.ops.linalg import Dot
 from ..graph.ops.elemwise import Elemwise, check_runtime_broadcast
 from ..graph.type import TensorType
-from ..graph.var import Input, Shared, Var, toposort
+from ..graph.var import Var
 
 
 REUSE_BUFFERS = True  # elementwise results written over dead intermediates (bench/memory_step.py turns it off)
@@ -31,30 +32,11 @@ class PyPlan:
 
     def __init__(self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False,
                  updated: Sequence | None = None):
-        slot_of: dict[int, int] = {id(v): k for k, v in enumerate(inputs)}
-        self.n_inputs = len(inputs)
-        self.shared: list[tuple[int, object]] = []
-        self.constants: list[np.ndarray] = []
+        layout = lay_out(inputs, outputs)
+        self.n_inputs, self.template = layout.n_inputs, layout.template
+        self.shared, self.constants = layout.shared, layout.constants
+        self.output_slots, steps = layout.output_slots, layout.steps
         self.nan_guard = nan_guard
-        template: list = [None] * len(inputs)
-        steps: list[tuple] = []
-        # Inputs are cut points: a value given for an intermediate variable replaces its sub-graph.
-        for var in toposort(outputs, stop=set(inputs)):
-            if id(var) in slot_of:
-                continue
-            slot_of[id(var)] = slot = len(template)
-            template.append(None)
-            if var.inputs:
-                steps.append((var, tuple(slot_of[id(x)] for x in var.inputs), slot))
-            elif isinstance(var.op, Shared):
-                self.shared.append((slot, var.container))
-            elif isinstance(var.op, Input):
-                leaf_value(var, {})  # raises: the caller did not list this input
-            else:
-                template[slot] = leaf_value(var, {})
-                self.constants.append(template[slot])
-        self.template = template
-        self.output_slots = tuple(slot_of[id(v)] for v in outputs)
         in_place: dict[int, int] = {}
         self.update_types = [(slot, target.type) for slot, target in zip(self.output_slots, updated or ()) if target is not None]
         if REUSE_BUFFERS and updated is not None and not nan_guard:
@@ -129,15 +111,7 @@ class PyPlan:
 
 def _with_frees(steps: list[tuple], keep: set) -> list[tuple]:
     """Append to each step the slots whose last reader it is (outputs are kept)."""
-    last_use: dict[int, int] = {}
-    for k, (_, args, _) in enumerate(steps):
-        for i in args:
-            last_use[i] = k
-    frees: list[list[int]] = [[] for _ in steps]
-    for i, k in last_use.items():
-        if i not in keep:
-            frees[k].append(i)
-    return [(var, args, slot, tuple(frees[k])) for k, (var, args, slot) in enumerate(steps)]
+    return [step + (dead,) for step, dead in zip(steps, last_uses(steps, keep))]
 
 
 def _fresh(var: Var) -> bool:

@@ -14,13 +14,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ...graph.evaluate import check_output, leaf_value, node_error
+from ...graph.evaluate import check_output, node_error
 from ...graph.ops.composite import Composite
 from ...graph.ops.conv import _ConvOp
 from ...graph.ops.elemwise import Elemwise
 from ...graph.ops.pool import _PoolOp
 from ...graph.ops.random import RandomOp
-from ...graph.var import Input, Op, Shared, Var, toposort
+from ..slots import last_uses, lay_out
+from ...graph.var import Op, Var
 from . import control, conv, fused_reduce, linalg, nnet, pool, reduce, shape, subtensor
 from .buffers import donors, updates_in_place
 from .loops import ElementwiseRunner
@@ -99,30 +100,11 @@ class NumbaPlan:
         nan_guard: bool = False,
         updated: Sequence | None = None,
     ):
-        slot_of: dict[int, int] = {id(v): k for k, v in enumerate(inputs)}
-        self.n_inputs = len(inputs)
-        self.shared: list[tuple[int, object]] = []
-        self.constants: list[np.ndarray] = []
+        layout = lay_out(inputs, outputs)
+        self.n_inputs, self.template = layout.n_inputs, layout.template
+        self.shared, self.constants = layout.shared, layout.constants
+        self.output_slots, steps = layout.output_slots, layout.steps
         self.nan_guard = nan_guard
-        template: list = [None] * len(inputs)
-        steps: list[tuple] = []
-        # Inputs are cut points: a value given for an intermediate variable replaces its sub-graph.
-        for var in toposort(outputs, stop=set(inputs)):
-            if id(var) in slot_of:
-                continue
-            slot_of[id(var)] = slot = len(template)
-            template.append(None)
-            if var.inputs:
-                steps.append((var, tuple(slot_of[id(x)] for x in var.inputs), slot))
-            elif isinstance(var.op, Shared):
-                self.shared.append((slot, var.container))
-            elif isinstance(var.op, Input):
-                leaf_value(var, {})  # raises: the caller did not list this input
-            else:
-                template[slot] = leaf_value(var, {})
-                self.constants.append(template[slot])
-        self.template = template
-        self.output_slots = tuple(slot_of[id(v)] for v in outputs)
         runs = [(lower(var), args, slot, (), var) for var, args, slot in steps]
         in_place: dict[int, int] = {}
         targets = list(updated or ())
@@ -135,7 +117,7 @@ class NumbaPlan:
         # in-place updates run last, after every other reader of the old values
         runs = [r for r in runs if r[2] not in in_place] + [r for r in runs if r[2] in in_place]
         self.n_plain = len(runs) - len(in_place)
-        frees = _last_uses([(r[4], r[1], r[2]) for r in runs], set(self.output_slots))
+        frees = last_uses([(r[4], r[1], r[2]) for r in runs], set(self.output_slots))
         runs = [r[:3] + (frees[k], r[4]) for k, r in enumerate(runs)]
         reuse = donors(runs[: self.n_plain], self.n_inputs)
         self.runs = [r + (reuse[k],) for k, r in enumerate(runs[: self.n_plain])] + [
@@ -230,19 +212,6 @@ class NumbaPlan:
     def nodes(self) -> list[Var]:
         """The computed Vars, in execution order."""
         return [step[4] for step in self.runs]
-
-
-def _last_uses(steps: list[tuple], keep: set) -> list[tuple]:
-    """For each step, the slots whose last reader it is (outputs are kept)."""
-    last_use: dict[int, int] = {}
-    for k, (_, args, _) in enumerate(steps):
-        for i in args:
-            last_use[i] = k
-    frees: list[list[int]] = [[] for _ in steps]
-    for i, k in last_use.items():
-        if i not in keep:
-            frees[k].append(i)
-    return [tuple(f) for f in frees]
 
 
 def _failure(step: tuple, values: list, error: Exception) -> Exception:
