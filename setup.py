@@ -1,6 +1,16 @@
 """Install theanine: the repo root is the package `theanine`."""
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPy(build_py):
+    """The repo root is the package, so leave this script out of it."""
+
+    def find_package_modules(self, package, package_dir):
+        modules = super().find_package_modules(package, package_dir)
+        return [m for m in modules if not (package == "theanine" and m[1] == "setup")]
+
 
 SUBPACKAGES = [f"theanine.{name}" for name in find_packages(".", exclude=["tests", "tests.*", "examples", "bench", "build"])]
 
@@ -14,6 +24,7 @@ setup(
     package_dir={"theanine": "."},
     packages=["theanine", *SUBPACKAGES],
     package_data={"theanine.layers": ["data/*", "data/*.gz", "data/NOTICE*"]},
+    include_package_data=False,  # with pyproject.toml the default would ship setup.py as data
     install_requires=["numpy>=1.26", "scipy>=1.11", "numba>=0.60", "llvmlite>=0.43", "tqdm>=4.60"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "wheel"],  # wheel: the packaging test builds one
@@ -22,4 +33,5 @@ setup(
         "viz": ["graphviz", "matplotlib"],
     },
     license="MIT",
+    cmdclass={"build_py": BuildPy},
 )
