@@ -116,7 +116,9 @@ def fit(train_fn: Callable, x: np.ndarray, y: np.ndarray | None = None, *, epoch
         if drop_last:
             order = order[: n - n % batch_size]
         sums, count = {}, 0
-        bar = tqdm(total=len(order), desc=f"epoch {epoch}/{epochs}", unit="sample", disable=not progress, leave=False)
+        # tqdm's disable=None: a bar on a terminal, none in a log file (the epoch line still prints)
+        bar = tqdm(total=len(order), desc=f"epoch {epoch}/{epochs}", unit="sample",
+                   disable=None if progress else True, leave=False, mininterval=0.5)
         for index in _batches(len(order), batch_size, order):
             args = (x[index],) if y is None else (x[index], y[index])
             outputs = _as_outputs(train_fn(*args), metric_names)
