@@ -124,3 +124,16 @@ def test_load_source_in_process_round_trips(tmp_path, monkeypatch):
     assert C.load_source(source) is module
     text = open(os.path.join(str(tmp_path / "c"), f"k_{C.source_hash(source)[:16]}.py")).read()
     assert text.startswith("# theanine generated kernel; sha256 of the source below: ")
+
+
+def test_an_unwritable_cache_directory_falls_back_to_a_temporary_one(tmp_path, monkeypatch):
+    from theanine.kernels.numba import cache
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("THEANINE_CACHE", str(blocked / "cache"))
+    monkeypatch.setattr(cache, "_fallback", [])
+    with pytest.warns(UserWarning, match="cannot create the kernel cache"):
+        path = cache.cache_dir()
+    assert os.path.isdir(path) and "theanine-cache-" in path
+    assert cache.cache_dir() == path  # warned once, then reused

@@ -22,14 +22,33 @@ _HEADER = "# theanine generated kernel; sha256 of the source below: "
 _modules: dict[str, ModuleType] = {}  # sha16 -> module loaded by this process
 
 
+_fallback: list[str] = []  # a private temporary directory, when the configured one cannot be made
+
+
 def cache_dir() -> str:
-    """The cache directory ($THEANINE_CACHE or ~/.cache/theanine), created private (0700)."""
+    """The cache directory ($THEANINE_CACHE, config.cache_dir or ~/.cache/theanine), created private
+    (0700); when it cannot be created (a read-only home), a temporary one, with a warning."""
+    from ...graph.config import config
+
     default = os.path.join(os.path.expanduser("~"), ".cache", "theanine")
-    path = os.environ.get("THEANINE_CACHE") or default
-    if not os.path.isdir(path):
+    path = os.environ.get("THEANINE_CACHE") or config.cache_dir or default
+    if os.path.isdir(path):
+        return path
+    try:
         os.makedirs(path, mode=0o700, exist_ok=True)
         os.chmod(path, 0o700)  # makedirs' mode is filtered by the umask
-    return path
+        return path
+    except OSError as error:
+        if not _fallback:
+            import warnings
+
+            _fallback.append(tempfile.mkdtemp(prefix="theanine-cache-"))
+            warnings.warn(
+                f"theanine: cannot create the kernel cache {path} ({error}); compiling into "
+                f"{_fallback[0]} for this process only. Set THEANINE_CACHE to a writable directory.",
+                stacklevel=2,
+            )
+        return _fallback[0]
 
 
 def source_hash(source: str) -> str:
