@@ -9,7 +9,8 @@ $THEANINE_DATA points at the full set). Usage: python examples/cnn.py [--epochs 
 
 from __future__ import annotations
 
-import argparse
+import os
+import sys
 import time
 
 import numpy as np
@@ -27,8 +28,10 @@ from theanine.layers import (
     get_output,
     nonlinearities,
 )
-from theanine.layers.datasets import load_fashion_mnist
 from theanine.layers.training import evaluate, fit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # examples/common.py
+from common import load, parse_args  # noqa: E402
 
 
 def build_network(filters=(32, 64), hidden: int = 256, dropout: float = 0.5):
@@ -70,33 +73,6 @@ def network_input(network):
     """The input variable of the network's (single) input layer."""
     (first,) = [l for l in lasagne.get_all_layers(network) if isinstance(l, InputLayer)]
     return first.input_var
-
-
-def parse_args(argv, description: str, batch_size: int, learning_rate: float):
-    """The options every example shares."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--mode", default=None,
-                        help="compilation mode (default: theanine.config.mode)")
-    parser.add_argument("--data", default=None, help="directory of the Fashion-MNIST IDX files")
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--train-size", type=int, default=None,
-                        help="use only the first N training images (quick runs)")
-    parser.add_argument("--test-size", type=int, default=None,
-                        help="use only the first N test images (quick runs)")
-    parser.add_argument("--lr", type=float, default=learning_rate)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def load(args, flatten: bool):
-    """The training and test sets, cut to --train-size and --test-size."""
-    (train, test), directory = load_fashion_mnist(args.data, flatten=flatten)
-    (x_train, y_train), (x_test, y_test) = train, test
-    x_train, y_train = x_train[: args.train_size], y_train[: args.train_size]
-    x_test, y_test = x_test[: args.test_size], y_test[: args.test_size]
-    print(f"data: {directory} ({len(x_train)} train, {len(x_test)} test images)")
-    return (x_train, y_train), (x_test, y_test)
 
 
 def main(argv=None) -> float:
