@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Sequence
 
 from ..graph.config import config
@@ -39,6 +40,19 @@ def optimize(outputs: Sequence[Var], backend=None, report: list | None = None) -
     mode = config.optimizer
     if mode == "None":
         return outputs
+    # Rewriting allocates many small acyclic objects; the cycle collector would rescan the whole
+    # heap again and again (the same pause as in autodiff.backprop).
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _optimize(outputs, backend, report)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _optimize(outputs: list[Var], backend, report: list | None) -> list[Var]:
+    mode = config.optimizer
     excluded = _excluded()
     fast = mode == "fast_compile"
 

@@ -1,0 +1,118 @@
+"""LSTM forward + backward (input 64, hidden 128, 50 steps, batch 32, loss on the last state).
+
+Times theanine (modes numba and py) and, when installed, PyTorch's nn.LSTM, in one run; the compile
+time of the theanine function is measured cold (empty cache, new process) and warm (second process).
+Usage: python bench/lstm.py [--repeat 20] [--out bench/results/lstm.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+BATCH, STEPS, FEATURES, HIDDEN = 32, 50, 64, 128
+
+
+def theanine_step(mode: str):
+    """A compiled function returning the loss and the gradients of every parameter."""
+    import theanine
+    import theanine.tensor as T
+    from theanine import layers
+
+    x = T.tensor3("x")
+    net = layers.LSTMLayer(layers.InputLayer((None, STEPS, FEATURES), x), HIDDEN, only_return_final=True)
+    loss = T.mean(layers.get_output(net) ** 2)
+    params = layers.get_all_params(net, trainable=True)
+    return theanine.function([x], [loss, *theanine.grad(loss, params)], mode=mode)
+
+
+def timed(call, repeat: int) -> tuple[float, float, float]:
+    for _ in range(3):
+        call()
+    times = []
+    for _ in range(repeat):
+        tic = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - tic)
+    return 1e3 * float(np.median(times)), 1e3 * min(times), 1e3 * max(times)
+
+
+def torch_row(repeat: int, data: np.ndarray):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(2)
+    lstm = torch.nn.LSTM(FEATURES, HIDDEN, batch_first=True)
+    x = torch.from_numpy(data)
+
+    def call():
+        lstm.zero_grad()
+        out, _ = lstm(x)
+        (out[:, -1] ** 2).mean().backward()
+
+    return ("PyTorch nn.LSTM (eager) " + torch.__version__, *timed(call, repeat))
+
+
+def first_call_seconds(mode: str, cache: str) -> float:
+    """Build, compile and run once in a new process with the given cache directory."""
+    code = (
+        "import time, numpy as np; t = time.perf_counter(); import sys; sys.path.insert(0, 'bench'); "
+        f"from lstm import theanine_step, BATCH, STEPS, FEATURES; f = theanine_step({mode!r}); "
+        "f(np.zeros((BATCH, STEPS, FEATURES), dtype='float32')); print(time.perf_counter() - t)"
+    )
+    env = dict(os.environ, THEANINE_CACHE=cache)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--out", default="bench/results/lstm.md")
+    args = parser.parse_args()
+    data = np.random.default_rng(0).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    rows = []
+    for mode in ("numba", "py"):
+        f = theanine_step(mode)
+        rows.append((f"theanine {mode}", *timed(lambda: f(data), args.repeat)))
+    peer = torch_row(args.repeat, data)
+    if peer:
+        rows.append(peer)
+    cache = tempfile.mkdtemp(prefix="theanine-bench-")
+    cold, warm = first_call_seconds("numba", cache), first_call_seconds("numba", cache)
+    load = os.getloadavg()
+    lines = [
+        "# LSTM forward + backward: input 64, hidden 128, 50 steps, batch 32, loss on the last state",
+        "",
+        f"Command: `python bench/lstm.py`; machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, numpy {np.__version__}; load average at the end {load[0]:.1f}. "
+        "Medians of repeated calls, measured in one run.",
+        "",
+        "| runner | median (ms) | min (ms) | max (ms) |",
+        "|---|---:|---:|---:|",
+        *[f"| {name} | {median:.2f} | {low:.2f} | {high:.2f} |" for name, median, low, high in rows],
+        "",
+        f"theanine numba, build + compile + first call in a new process: {cold:.2f} s with an empty cache, "
+        f"{warm:.2f} s with a warm cache.",
+    ]
+    if not peer:
+        lines.append("\nPyTorch is not installed here, so it has no row (`pip install torch==2.13.0`).")
+    text = "\n".join(lines)
+    print(text)
+    with open(args.out, "w") as f:
+        f.write(text + "\n")
+    with open(args.out.replace(".md", ".json"), "w") as f:
+        json.dump({"rows": rows, "cold_s": cold, "warm_s": warm}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
