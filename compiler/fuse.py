@@ -38,7 +38,8 @@ def _scalar_constant(var: Var) -> np.ndarray | None:
     return None
 
 
-def _clients(order: list[Var], outputs: Sequence[Var]) -> dict[int, int]:
+def count_readers(order: list[Var], outputs: Sequence[Var]) -> dict[int, int]:
+    """How many nodes read each var of `order`; a graph output counts one more (its caller)."""
     count: dict[int, int] = {id(v): 0 for v in order}
     for var in order:
         for x in var.inputs:
@@ -87,7 +88,7 @@ class _NotMember:
 def fuse_trees(outputs: Sequence[Var], supported: Supported = default_supported) -> list[Var]:
     """Fold each maximal single-reader tree of fusable elementwise nodes into one Composite."""
     order = toposort(outputs)
-    clients = _clients(order, outputs)
+    clients = count_readers(order, outputs)
     owner: dict[int, int] = {}  # id of an absorbed node -> id of its root
     trees: dict[int, set[int]] = {}
     for var in reversed(order):

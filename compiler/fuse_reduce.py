@@ -21,18 +21,9 @@ from ..graph.ops.fused_reduce import FUSABLE_REDUCTIONS, fused_reduce
 from ..graph.ops.shape import DimShuffle
 from ..graph.type import TensorType
 from ..graph.var import Constant, Var, inherited_trace, toposort
+from .fuse import count_readers
 
 Supported = Callable[[Var], bool]
-
-
-def _readers(order: list[Var], outputs: Sequence[Var]) -> dict[int, int]:
-    count: dict[int, int] = {id(v): 0 for v in order}
-    for var in order:
-        for x in var.inputs:
-            count[id(x)] += 1
-    for out in outputs:
-        count[id(out)] += 1  # an output is read by the caller
-    return count
 
 
 def _scalar_constant(var: Var) -> np.ndarray | None:
@@ -152,7 +143,7 @@ def fuse_reductions(
     that FusedReduce in one pass.
     """
     order = toposort(outputs)
-    readers = _readers(order, outputs)
+    readers = count_readers(order, outputs)
     sizes: dict[int, list[Var]] = {}  # id of a node -> the AxisSize nodes reading it
     for var in order:
         if isinstance(var.op, AxisSize):
