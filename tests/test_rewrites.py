@@ -409,3 +409,12 @@ def test_sibling_merging_never_makes_a_cycle():
     xv = np.arange(12, dtype="float32").reshape(3, 4)
     np.testing.assert_allclose(f(xv), xv - 1)
     np.testing.assert_allclose(rm.get_value(), 0.9 + 0.1 * xv.mean(0), rtol=1e-6)
+
+
+def test_gemm_is_not_used_when_the_added_matrix_would_enlarge_the_product():
+    x = T.tensor("float64", shape=(1, None), name="x")
+    y, z = T.dmatrix("y"), T.dmatrix("z")
+    out = optimized(T.dot(x, y) + z)
+    assert not isinstance(out.op, Gemm)
+    f = theanine.function([x, y, z], T.dot(x, y) + z)
+    np.testing.assert_allclose(f(np.ones((1, 3)), np.ones((3, 2)), np.ones((4, 2))), np.full((4, 2), 4.0))

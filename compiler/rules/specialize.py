@@ -101,6 +101,9 @@ def gemm(node: Var, a: Var, b: Var):
         beta, z = _scaled(other, other_sign)
         if z.ndim != node.ndim or z.ndim != (1 if right.ndim == 1 else 2):
             continue
+        product = (left.type.shape[0],) + right.type.shape[1:]
+        if any(p == 1 and d != 1 for p, d in zip(product, z.type.shape)):
+            continue  # z would enlarge the product: Gemm only lets z broadcast up to it
         out = Var(Gemm(), (z, T.cast(alpha, node.dtype), left, right, T.cast(beta, node.dtype)))
         if out.dtype != node.dtype or not _same_shape(out, node):
             continue

@@ -8,7 +8,6 @@ import numpy as np
 
 from ..type import TensorType
 from ..var import Op
-from .elemwise import broadcast_shapes
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,3 @@ class MaxAndArgmax(Op):
             best, index = best.reshape(shape), index.reshape(shape)
         return np.asarray(best, dtype=x.dtype), np.asarray(index, dtype="int64")
 
-
-__all__: list[str] = []
-_ = broadcast_shapes
