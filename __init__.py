@@ -43,6 +43,7 @@ tensor.shared_randomstreams = _alias("tensor.shared_randomstreams", _random)
 tensor.random = _alias("tensor.random", _random)
 tensor.signal = _alias("tensor.signal", types.ModuleType(f"{__name__}.tensor.signal", "Theano's signal: pool"))
 tensor.signal.pool = _alias("tensor.signal.pool", _signal)
+tensor.signal.downsample = _alias("tensor.signal.downsample", _signal)  # Theano 0.8's name
 tensor.extra_ops = _alias("tensor.extra_ops", tensor)
 _nnet.bn = _alias("tensor.nnet.bn", _batchnorm)
 _nnet.abstract_conv = _alias("tensor.nnet.abstract_conv", _conv)
