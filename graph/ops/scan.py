@@ -231,22 +231,25 @@ class Scan(Op):
             self._check_rows(inner[k], seq.shape[1:], self.name_of("sequence", k), "rows")
         nitsots: list = [None] * self.n_nitsot
         done = steps
+        # per state, hoisted out of the step loop: (buffer, its length, row shape, lag, tap offsets)
+        states = [
+            (buffer, len(buffer), buffer.shape[1:], lag, [lag + d for d in taps])
+            for buffer, lag, taps in zip(buffers, lags, self.state_taps)
+        ]
         for k in range(steps):
             args = [seq[k] for seq in seqs]
-            for buffer, lag, taps in zip(buffers, lags, self.state_taps):
-                size = len(buffer)
-                args.extend(buffer[(k + lag + d) % size] for d in taps)
+            for buffer, size, _, _, offsets in states:
+                args.extend([buffer[(k + o) % size] for o in offsets])
             args.extend(nonseqs)
             outs = plan.run(args)
-            for i, (buffer, lag) in enumerate(zip(buffers, lags)):
+            for i, (buffer, size, row, lag, _) in enumerate(states):
                 out = outs[i]
-                if out.shape != buffer.shape[1:]:
+                if out.shape != row:
                     raise ValueError(
                         f"scan: {self.name_of('output', i)} changed shape between steps: its "
-                        f"initial value has shape {buffer.shape[1:]}, step {k} returned shape "
-                        f"{out.shape}"
+                        f"initial value has shape {row}, step {k} returned shape {out.shape}"
                     )
-                buffer[(k + lag) % len(buffer)] = out
+                buffer[(k + lag) % size] = out
             for m in range(self.n_nitsot):
                 out = outs[self.n_states + m]
                 if nitsots[m] is None:

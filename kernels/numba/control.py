@@ -7,6 +7,8 @@ plan, so every step runs compiled kernels.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ...graph.ops.ifelse import IfElse
 from ...graph.ops.scan import Scan
 
@@ -31,11 +33,21 @@ def _scan(op, var):
     from .backend import NumbaPlan
 
     plan = NumbaPlan(op.inner_inputs, op.inner_outputs)
+    first = 1 + op.n_seqs + op.n_states  # the non-sequences' place in (n_steps, *values)
 
     def run(n_steps, *values):
-        return op.run_loop(plan, n_steps, *values)
+        nonseqs = map(_c_order, values[first - 1 :])
+        return op.run_loop(plan, n_steps, *values[: first - 1], *nonseqs)
 
     return run
+
+
+def _c_order(value):
+    """A transposed (Fortran-ordered) non-sequence, such as W.T for a gradient, copied to C order
+    once: the BLAS runners would otherwise copy it at every step."""
+    if getattr(value, "ndim", 0) >= 2 and not value.flags.c_contiguous and value.flags.f_contiguous:
+        return np.ascontiguousarray(value)
+    return value
 
 
 LOWERINGS = {IfElse: _ifelse, Scan: _scan}
