@@ -170,7 +170,58 @@ def _case_pow_reciprocal():
     return [x], [s], x**-1, T.reciprocal(x)
 
 
+def _case_reshape_same():
+    x = input_var(TensorType("float64", (3, 4)), "x")
+    return [x], [(3, 4)], T.exp(x).reshape((3, 4)), T.exp(x)
+
+
+def _case_flatten_add():
+    (x, s) = dmat("x")
+    expr = (T.exp(x) + 2.0) + 3.0
+    return [x], [s], expr, T.exp(x) + T.constant(np.full((1, 1), 5.0))
+
+
+def _case_flatten_mul():
+    (x, s) = dmat("x")
+    expr = (T.exp(x) * 2.0) * 3.0
+    return [x], [s], expr, T.exp(x) * T.constant(np.full((1, 1), 6.0))
+
+
+def _case_shape_of_softmax():
+    (x, s) = dmat("x")
+    return [x], [s], T.shape(T.nnet.softmax(x)), T.shape(x)
+
+
+def _case_remove_zero_grad():
+    (x, s) = dmat("x")
+    return [x], [s], T.exp(theanine.gradient.zero_grad(x)), T.exp(x)
+
+
+def _case_dimshuffle_identity():
+    (x, s) = dmat("x")
+    expr = Var(T.DimShuffle((0, 1)), (T.exp(x),))
+    return [x], [s], expr, T.exp(x)
+
+
+def _case_pow_cube():
+    (x, s) = dmat("x")
+    return [x], [s], x**3, T.sqr(x) * x
+
+
+def _case_pow_rsqrt():
+    (x, s) = dmat("x")
+    return [x], [s], x**-0.5, T.reciprocal(T.sqrt(x))
+
+
 CASES = [
+    Case("reshape_same", _case_reshape_same),
+    Case("flatten_add", _case_flatten_add, also_exclude="fold_constants"),
+    Case("flatten_mul", _case_flatten_mul, also_exclude="fold_constants"),
+    Case("shape_of_shape_preserving", _case_shape_of_softmax),
+    Case("remove_zero_grad", _case_remove_zero_grad),
+    Case("dimshuffle_identity", _case_dimshuffle_identity),
+    Case("pow_specialize", _case_pow_cube),
+    Case("pow_specialize", _case_pow_rsqrt, positive=True),
     Case("mul_one", _case_mul_one),
     Case("add_zero", _case_add_zero),
     Case("neg_neg", _case_neg_neg),
