@@ -102,6 +102,10 @@ KERNEL_OPS = (composite.Composite, elemwise.Elemwise, shape.DimShuffle, reduce.S
               nnet.LogSoftmax, linalg.Dot, linalg.MatMul, blas.Gemm)
 
 
+# Modules whose `lowering(var)` claims the nodes it generates kernels for (after the tables above).
+_EXTRA_MODULES = [importlib.import_module(f".{name}", __package__)
+                  for name in ("random", "conv", "pool", "scatter", "control")]
+
 _GRAPH = __name__.rsplit(".", 3)[0] + ".graph"  # "theanine.graph": ops that must be covered
 
 
@@ -131,6 +135,10 @@ def lower(var: Var):
         return gemm_kernel(var), None
     if basic_subtensor(var):
         return subtensor_kernel(var), None
+    for module in _EXTRA_MODULES:  # each module's lowering(var): its lowering object, or None
+        lowering = module.lowering(var)
+        if lowering is not None:
+            return lowering, None
     for cls in type(op).__mro__:
         if cls in HOST_OPS:
             return None, HOST_OPS[cls]
@@ -190,12 +198,11 @@ class CudaPlan:
 
     def kernels(self) -> list[Kernel]:
         """Every generated kernel, in execution order."""
-        return [step[1].kernel for step in self.steps if getattr(step[1], "kernel", None)]
+        return [kernel for step in self.steps for kernel in _kernels_of(step[1])]
 
     def kernel_sources(self) -> list[tuple[Var, str]]:
         """(node, generated CUDA C) for every node that runs a kernel."""
-        return [(step[0], kernel.source) for step in self.steps
-                if (kernel := getattr(step[1], "kernel", None)) is not None]
+        return [(step[0], kernel.source) for step in self.steps for kernel in _kernels_of(step[1])]
 
     def host_nodes(self) -> list[tuple[Var, str]]:
         """(node, reason) for every node that runs on the host."""
@@ -226,11 +233,9 @@ class CudaPlan:
             elif isinstance(lowering, View):
                 values[slot] = lowering.apply(var, [values[i] for i in args], self._host)
             else:
-                if getattr(lowering, "host_indices", False):  # index inputs are read on the host
-                    arguments = [self._device(values[args[0]])]
-                    arguments += [self._host(values[i]) for i in args[1:]]
-                else:
-                    arguments = [self._device(values[i]) for i in args]
+                on_host = _host_inputs(lowering, len(args))  # e.g. index inputs, read on the host
+                arguments = [self._host(values[i]) if k in on_host else self._device(values[i])
+                             for k, i in enumerate(args)]
                 _check_inputs(var, arguments)
                 try:
                     values[slot] = lowering.launch(self.device, module, arguments)
@@ -267,6 +272,24 @@ class CudaPlan:
                     f"NanGuardMode: {var.op} produced {bad} (output shape {out.shape}); "
                     f"node created at\n  {var.where()}"
                 )
+
+
+def _kernels_of(lowering) -> list[Kernel]:
+    """The kernels a lowering launches: its `kernels` list, or its one `kernel` (None: none)."""
+    kernels = getattr(lowering, "kernels", None)
+    if kernels is not None:
+        return list(kernels)
+    kernel = getattr(lowering, "kernel", None)
+    return [] if kernel is None else [kernel]
+
+
+def _host_inputs(lowering, n: int) -> frozenset:
+    """Positions of the inputs a lowering reads as host (numpy) values: its `host_inputs`, or
+    every input after the first when it sets `host_indices` (indexing: the index values)."""
+    positions = getattr(lowering, "host_inputs", None)
+    if positions is not None:
+        return frozenset(positions)
+    return frozenset(range(1, n)) if getattr(lowering, "host_indices", False) else frozenset()
 
 
 def _check_inputs(var: Var, arguments: Sequence[DeviceArray]) -> None:

@@ -23,7 +23,7 @@ from ...graph.ops.random import RandomOp
 from ...graph.ops.subtensor import IncSubtensor, Subtensor
 from ..slots import last_uses, lay_out
 from ...graph.var import Op, Var
-from . import control, conv, fused_reduce, linalg, loops, nnet, pool, reduce, shape, subtensor
+from . import control, conv, fused_reduce, linalg, loops, nnet, pool, random, reduce, shape, subtensor
 from .buffers import donors, updates_in_place
 from .loops import ElementwiseRunner
 from ..user import NUMBA_IMPLS
@@ -83,7 +83,7 @@ def numpy_step(op: Op, var: Var) -> Runner:
 LOWERINGS: dict[type, Callable[[Op, Var], Runner]] = {cls: _elementwise for cls in SCALAR}
 LOWERINGS[Composite] = _elementwise
 NUMPY_STEPS: dict[type, str] = {}
-for _module in (reduce, fused_reduce, linalg, nnet, shape, subtensor, conv, pool, control):
+for _module in (reduce, fused_reduce, linalg, nnet, shape, random, subtensor, conv, pool, control):
     LOWERINGS.update(_module.LOWERINGS)
     for _cls, _reason in _module.NUMPY_STEPS.items():
         LOWERINGS[_cls] = numpy_step
