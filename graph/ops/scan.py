@@ -202,33 +202,7 @@ class Scan(Op):
 
     def run_loop(self, plan, n_steps, *values) -> tuple:
         """The loop; `plan.run(values) -> outputs` runs the body (a backend's compiled body)."""
-        steps = int(n_steps)
-        if steps < 0:
-            raise ValueError(f"scan: n_steps must be >= 0, got {steps}")
-        _, seqs, inits, nonseqs = self.split_inputs((None,) + values)
-        self._check_sequences(seqs, steps)
-        inner = self.inner_inputs
-        buffers, lags = [], []
-        for i, (init, taps) in enumerate(zip(inits, self.tap_slices())):
-            lag = self.lag(i)
-            if init.shape[0] < lag:
-                raise ValueError(
-                    f"scan: {self.name_of('output', i)} has taps {list(self.state_taps[i])}, "
-                    f"which reach {lag} steps before the start, but its initial value has "
-                    f"{init.shape[0]} row(s)"
-                )
-            name = self.name_of("output", i)
-            self._check_rows(inner[taps.start], init.shape[1:], name, "initial value")
-            keep = self.keep[i] if i < len(self.keep) else 0
-            # a kept-last-rows state lives in a ring: lag + 1 rows suffice, as a step reads its
-            # taps before it writes the next row (rows are indexed modulo the buffer's length)
-            size = max(lag + 1, keep) if keep else lag + steps
-            buffer = np.empty((size,) + init.shape[1:], dtype=init.dtype)
-            buffer[:lag] = init[:lag]
-            buffers.append(buffer)
-            lags.append(lag)
-        for k, seq in enumerate(seqs):
-            self._check_rows(inner[k], seq.shape[1:], self.name_of("sequence", k), "rows")
+        steps, seqs, buffers, lags, nonseqs = self.prepare(n_steps, values)
         nitsots: list = [None] * self.n_nitsot
         done = steps
         # per state, hoisted out of the step loop: (buffer, its length, row shape, lag, tap offsets)
@@ -263,6 +237,43 @@ class Scan(Op):
             if self.until and bool(outs[-1]):
                 done = k + 1
                 break
+        return self.results(buffers, lags, nitsots, done)
+
+    def prepare(self, n_steps, values: Sequence) -> tuple:
+        """(steps, sequences, state buffers holding their initial rows, lags, non-sequences) for
+        a run on the outer `values` (after n_steps), checked; a backend's loop fills the buffers."""
+        steps = int(n_steps)
+        if steps < 0:
+            raise ValueError(f"scan: n_steps must be >= 0, got {steps}")
+        _, seqs, inits, nonseqs = self.split_inputs((None,) + values)
+        self._check_sequences(seqs, steps)
+        inner = self.inner_inputs
+        buffers, lags = [], []
+        for i, (init, taps) in enumerate(zip(inits, self.tap_slices())):
+            lag = self.lag(i)
+            if init.shape[0] < lag:
+                raise ValueError(
+                    f"scan: {self.name_of('output', i)} has taps {list(self.state_taps[i])}, "
+                    f"which reach {lag} steps before the start, but its initial value has "
+                    f"{init.shape[0]} row(s)"
+                )
+            name = self.name_of("output", i)
+            self._check_rows(inner[taps.start], init.shape[1:], name, "initial value")
+            keep = self.keep[i] if i < len(self.keep) else 0
+            # a kept-last-rows state lives in a ring: lag + 1 rows suffice, as a step reads its
+            # taps before it writes the next row (rows are indexed modulo the buffer's length)
+            size = max(lag + 1, keep) if keep else lag + steps
+            buffer = np.empty((size,) + init.shape[1:], dtype=init.dtype)
+            buffer[:lag] = init[:lag]
+            buffers.append(buffer)
+            lags.append(lag)
+        for k, seq in enumerate(seqs):
+            self._check_rows(inner[k], seq.shape[1:], self.name_of("sequence", k), "rows")
+        return steps, seqs, buffers, lags, nonseqs
+
+    def results(self, buffers: list, lags: list, nitsots: list, done: int) -> tuple:
+        """The node's outputs once `done` steps ran: each state's rows (its initial ones first, or
+        its last `keep` rows), each nit-sot output's first `done` rows (None: no step ran)."""
         results = []
         for i, (buffer, lag) in enumerate(zip(buffers, lags)):
             keep = self.keep[i] if i < len(self.keep) else 0

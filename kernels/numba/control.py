@@ -1,8 +1,8 @@
 """Numba lowerings of graph/ops/ifelse.py and scan.py: inner graphs compiled as numba plans.
 
 IfElse compiles each branch into its own plan (built on first use: only a taken branch is ever
-lowered) and runs only the taken one. Scan's loop is the op's own `run_loop`; its body is a numba
-plan, so every step runs compiled kernels.
+lowered) and runs only the taken one. Scan runs as one generated numba loop (scan_loop.py) when
+its body allows; otherwise its loop is the op's own `run_loop` over a numba plan of the body.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def _ifelse(op, var):
 def _scan(op, var):
     from .backend import NumbaPlan
 
+    from .scan_loop import loop_runner
+
     plan = NumbaPlan(op.inner_inputs, op.inner_outputs)
     first = 1 + op.n_seqs + op.n_states  # the non-sequences' place in (n_steps, *values)
 
@@ -39,7 +41,7 @@ def _scan(op, var):
         nonseqs = map(_c_order, values[first - 1 :])
         return op.run_loop(plan, n_steps, *values[: first - 1], *nonseqs)
 
-    return run
+    return loop_runner(op, run)
 
 
 def _c_order(value):

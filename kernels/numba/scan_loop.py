@@ -1,0 +1,416 @@
+"""A whole scan loop as one numba function: a counted `for` over the steps, the body inline.
+
+`compile_loop(op)` writes, for a Scan whose body uses only the ops below, a module holding one
+`@numba.njit(cache=True)` function that runs every step (a `break` ends an `until` loop), plus one
+small helper per elementwise group or reduction of the body; the Python wrapper only checks the
+inputs, allocates the state buffers (`Scan.prepare`) and slices the results (`Scan.results`), so no
+Python runs per step. Bodies with any other op keep the per-step plan (kernels/numba/control.py).
+
+Inside the generated code a 0-d value is a numba scalar (a row of a vector, a full reduction, a
+constant), every other value an array. Constants and shared values of the body are arguments,
+never literals in the source. The compiled loop raises a bare exception on bad shapes; the wrapper
+then runs the reference loop, which raises the error with the step, shapes and names.
+
+Body ops: fused elementwise groups (Composite, Elemwise) and their Proj, basic Subtensor and
+IncSubtensor with constant indices, DimShuffle, Dot and Gemm of float32/float64, Sum and
+FusedReduce (sum, prod, max, min).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+
+import numpy as np
+from numba.core.errors import NumbaPerformanceWarning
+
+from ...graph.ops import blas, composite, fused_reduce, linalg, reduce, shape, subtensor
+from ...graph.ops.scan import Scan
+from ...graph.type import TensorType
+from ...graph.var import Constant, Shared, Var, toposort
+from .cache import load_source
+from .loops import _PRELUDE, scalar_graph
+from .scalar import literal, render_body, supported
+
+_FLOATS = ("float32", "float64")
+_REDUCTIONS = (reduce.Sum, reduce.Prod, reduce.Max, reduce.Min)
+
+
+class Unsupported(Exception):
+    """A body node the loop generator cannot write: the scan keeps its per-step plan."""
+
+
+# --- per-node code ---------------------------------------------------------------------------------
+
+
+def _constant_key(idx: tuple) -> str | None:
+    """Source text of a constant basic index (ints and slices of ints), else None."""
+    parts = []
+    for e in idx:
+        if isinstance(e, int) and not isinstance(e, bool):
+            parts.append(str(e))
+        elif isinstance(e, tuple) and e[0] == "slice":
+            bounds = e[1:]
+            if any(b is not None and not isinstance(b, int) for b in bounds):
+                return None
+            text = ":".join("" if b is None else str(b) for b in bounds)
+            parts.append(text.rstrip(":") or ":")
+        else:
+            return None  # newaxis, index inputs, advanced indices
+    return ", ".join(parts) if parts else None
+
+
+class _Writer:
+    """Collects the loop's lines and the helper functions they call."""
+
+    def __init__(self) -> None:
+        self.helpers: list[str] = []
+        self.names: dict[int, str] = {}
+
+    def helper(self, text: str) -> str:
+        """Add a helper function (text with the name HELPER); return its name."""
+        name = f"h{len(self.helpers)}"
+        self.helpers.append(text.replace("HELPER", name))
+        return name
+
+    def node(self, var: Var, out: str) -> list[str]:
+        """Lines computing `var` into the local `out`; raises Unsupported."""
+        op = var.op
+        args = [self.names[id(x)] for x in var.inputs]
+        if isinstance(op, composite.Proj):
+            return [f"{out} = {args[0]}[{op.index}]"]
+        elementwise = isinstance(op, composite.Composite) or (
+            type(op).__module__.endswith(("ops.elemwise", "ops.elemwise_math", "ops.nnet"))
+            and isinstance(var.type, TensorType)
+        )
+        if elementwise and supported(var):
+            return self._elementwise(var, out, args)
+        if isinstance(op, subtensor.Subtensor) and len(var.inputs) == 1 and var.inputs[0].ndim:
+            key = _constant_key(op.idx)
+            if key is not None:
+                return [f"{out} = {args[0]}[{key}]"]
+        if isinstance(op, subtensor.IncSubtensor) and len(var.inputs) == 2 and var.ndim:
+            key = _constant_key(op.idx)
+            if key is not None:
+                verb = "=" if op.set_instead_of_inc else "+="
+                return [f"{out} = {args[0]}.copy()", f"{out}[{key}] {verb} {args[1]}"]
+        if isinstance(op, shape.DimShuffle) and var.inputs[0].ndim:
+            return self._dimshuffle(var, out, args[0])
+        if isinstance(op, linalg.Dot) and _blas_types(var):
+            return [f"{out} = np.dot({args[0]}, {args[1]})"]
+        if isinstance(op, blas.Gemm) and _blas_types(var) and var.ndim == 2:
+            z, alpha, x, y, beta = args
+            return [f"{out} = {alpha} * np.dot({x}, {y}) + {beta} * {z}"]
+        if isinstance(op, _REDUCTIONS) and var.inputs[0].ndim and _reducible(var.inputs[0].dtype):
+            return self._reduction(var, out, args, type(op).__name__.lower())
+        if isinstance(op, fused_reduce.FusedReduce) and var.inputs[0].ndim:
+            if var.op.kind in ("sum", "prod", "max", "min") and _reducible(var.dtype):
+                return self._reduction(var, out, args, var.op.kind)
+        raise Unsupported(f"{type(op).__name__} ({var.type})")
+
+    # -- elementwise groups
+    def _elementwise(self, var: Var, out: str, args: list[str]) -> list[str]:
+        placeholders, outputs = scalar_graph(var)
+        ndim = len(var.inputs[0].type.shape) if var.inputs else 0
+        if any(x.ndim != ndim for x in var.inputs):
+            raise Unsupported("elementwise inputs of different ranks")
+        if ndim == 0:  # scalars: the expression inline
+            lines, results = render_body(placeholders, outputs, args, start=0)
+            prefix = f"{out}_"
+            lines = [_rename(line, prefix) for line in lines]
+            results = [_rename(r, prefix) for r in results]
+            value = results[0] if len(results) == 1 else "(" + ", ".join(results) + ",)"
+            return lines + [f"{out} = {value}"]
+        n = len(var.inputs)
+        patterns = [tuple(d == 1 for d in x.type.shape) for x in var.inputs]
+        inner = [f"a{k} = x{k}[{_index(patterns[k], ndim)}]" for k in range(n)]
+        body, results = render_body(placeholders, outputs, [f"a{k}" for k in range(n)])
+        dtypes = [o.dtype for o in outputs]
+        stores = [f"out{j}[{_index((False,) * ndim, ndim)}] = {r}" for j, r in enumerate(results)]
+        returned = "out0" if len(outputs) == 1 else "(" + ", ".join(
+            f"out{j}" for j in range(len(outputs))) + ",)"
+        text = self._loop_function(patterns, ndim, dtypes, inner + body + stores, returned)
+        name = self.helper(text)
+        return [f"{out} = {name}({', '.join(args)})"]
+
+    def _loop_function(self, patterns, ndim, dtypes, body, returned, init=None, out_shape=None):
+        """A helper over inputs x0.. broadcast by their static patterns: sizes d0.., checks,
+        outputs out0.. of `out_shape` (default the loop's shape), one loop per axis."""
+        n = len(patterns)
+        params = ", ".join(f"x{k}" for k in range(n))
+        lines = [f"def HELPER({params}):"]
+        lines += [f"    x{k} = np.ascontiguousarray(x{k})" for k in range(n)]
+        for axis in range(ndim):
+            sources = [k for k in range(n) if not patterns[k][axis]]
+            if not sources:
+                lines.append(f"    d{axis} = 1")
+                continue
+            lines.append(f"    d{axis} = x{sources[0]}.shape[{axis}]")
+            for k in sources[1:]:
+                lines.append(f"    if x{k}.shape[{axis}] != d{axis}:")
+                lines.append("        raise ValueError('elementwise: shapes do not match')")
+        shape = out_shape or "(" + "".join(f"d{a}, " for a in range(ndim)) + ")"
+        for j, dtype in enumerate(dtypes):
+            if init is None:
+                lines.append(f"    out{j} = np.empty({shape}, np.{dtype})")
+            else:
+                lines.append(f"    out{j} = np.full({shape}, {init}, np.{dtype})")
+        depth = 1
+        for axis in range(ndim):
+            lines.append("    " * depth + f"for i{axis} in range(d{axis}):")
+            depth += 1
+        lines += ["    " * depth + line for line in body]
+        lines.append(f"    return {returned}")
+        return "\n".join(lines) + "\n"
+
+    # -- reductions
+    def _reduction(self, var: Var, out: str, args: list[str], kind: str) -> list[str]:
+        op = var.op
+        if isinstance(op, fused_reduce.FusedReduce):
+            placeholders, outputs = op.body.placeholders, op.body.outputs
+            axes, keepdims = op.axis, op.keepdims
+            patterns = [tuple(op.broadcastable[k]) for k in range(len(var.inputs))]
+            ndim = len(patterns[0])
+            expression, element = render_body(placeholders, outputs,
+                                              [f"a{k}" for k in range(len(var.inputs))])
+            element_value = element[0]
+        else:
+            axes, keepdims = op.axis, op.keepdims
+            ndim = var.inputs[0].ndim
+            patterns = [(False,) * ndim]
+            expression, element_value = [], "a0"
+        if any(len(p) != ndim for p in patterns):
+            raise Unsupported("reduction inputs of different ranks")
+        acc = "float64" if var.dtype.startswith("float") else "int64"
+        init = {"sum": "0", "prod": "1", "max": "-np.inf", "min": "np.inf"}[kind]
+        if acc == "int64" and kind in ("max", "min"):
+            raise Unsupported("integer max/min reductions")
+        n = len(patterns)
+        loads = [f"a{k} = x{k}[{_index(patterns[k], ndim)}]" for k in range(n)]
+        kept = ", ".join("0" if a in axes else f"i{a}" for a in range(ndim))
+        update = {
+            "sum": f"out0[{kept}] += {element_value}",
+            "prod": f"out0[{kept}] *= {element_value}",
+            "max": f"out0[{kept}] = max(out0[{kept}], {element_value})",
+            "min": f"out0[{kept}] = min(out0[{kept}], {element_value})",
+        }[kind]
+        shape = "(" + "".join(("1" if a in axes else f"d{a}") + ", " for a in range(ndim)) + ")"
+        final_shape = [f"d{a}" for a in range(ndim) if a not in axes]
+        if keepdims:
+            finish = f"out0.astype(np.{var.dtype})"
+        elif final_shape:
+            finish = f"out0.reshape(({', '.join(final_shape)},)).astype(np.{var.dtype})"
+        else:
+            finish = f"np.{var.dtype}(out0.reshape(-1)[0])"
+        text = self._loop_function(patterns, ndim, [acc], loads + expression + [update], finish,
+                                   init=init, out_shape=shape)
+        name = self.helper(text)
+        return [f"{out} = {name}({', '.join(args)})"]
+
+    # -- views
+    def _dimshuffle(self, var: Var, out: str, x: str) -> list[str]:
+        order = var.op.new_order
+        source = var.inputs[0]
+        kept = [d for d in order if d != "x"]
+        lines: list[str] = []
+        value = x
+
+        def step(expression: str) -> None:  # each stage its own name: numba types each once
+            nonlocal value
+            name = f"{out}_{len(lines)}"
+            lines.append(f"{name} = {expression}")
+            value = name
+
+        dropped = [a for a in range(source.ndim) if a not in kept]
+        if dropped:
+            step(f"{value}[{', '.join('0' if a in dropped else ':' for a in range(source.ndim))}]")
+        if not kept and "x" in order:  # every axis dropped (a scalar), then only new axes
+            step(f"np.full({(1,) * len(order)}, {value})")
+        elif kept:
+            remaining = sorted(kept)
+            permutation = tuple(remaining.index(d) for d in kept)
+            if permutation != tuple(range(len(kept))):
+                step(f"np.transpose({value}, {permutation})")
+            for position, d in enumerate(order):
+                if d == "x":
+                    step(f"np.expand_dims({value}, {position})")
+        return lines + [f"{out} = {value}"]
+
+
+def _index(pattern: tuple, ndim: int) -> str:
+    """The element index of an input with broadcast pattern `pattern` inside the loop nest."""
+    return ", ".join("0" if pattern[a] else f"i{a}" for a in range(ndim))
+
+
+def _rename(text: str, prefix: str) -> str:
+    """Render_body's temporaries t0, t1 .. as <prefix>t0 ..: unique across inline scalar bodies."""
+    import re
+
+    return re.sub(r"\bt(\d+)\b", lambda m: f"{prefix}t{m.group(1)}", text)
+
+
+def _blas_types(var: Var) -> bool:
+    dtypes = {x.dtype for x in var.inputs} | {var.dtype}
+    return len(dtypes) == 1 and var.dtype in _FLOATS and all(x.ndim <= 2 for x in var.inputs)
+
+
+def _reducible(dtype: str) -> bool:
+    return dtype in _FLOATS or dtype.startswith(("int", "uint"))
+
+
+# --- the loop ------------------------------------------------------------------------------------
+
+
+class CompiledLoop:
+    """The generated loop of one Scan and what its wrapper passes to it."""
+
+    __slots__ = ("function", "constants", "shared", "source", "warm")
+
+    def __init__(self, function, constants: list, shared: list, source: str) -> None:
+        self.function, self.constants, self.shared, self.source = function, constants, shared, source
+        self.warm = False  # compiled for the argument types seen so far
+
+    def run(self, op: Scan, n_steps, values: tuple) -> tuple:
+        """The node's outputs; raises a bare exception on a shape problem (see the module doc)."""
+        steps, seqs, buffers, lags, nonseqs = op.prepare(n_steps, values)
+        extra = [c for c in self.constants] + [container.value for container in self.shared]
+        outs = self.function(np.int64(steps), *seqs, *buffers, *nonseqs, *extra)
+        done, nitsots = int(outs[0]), list(outs[1:])
+        if done == 0:
+            nitsots = [None] * op.n_nitsot
+        return op.results(buffers, lags, nitsots, done)
+
+
+def compile_loop(op: Scan) -> CompiledLoop | None:
+    """The whole loop of `op` as one numba function, or None when its body has another op."""
+    inner_inputs = list(op.inner_inputs)
+    outputs = list(op.inner_outputs)
+    writer = _Writer()
+    placeholder_names = [f"p{k}" for k in range(len(inner_inputs))]
+    for p, name in zip(inner_inputs, placeholder_names):
+        writer.names[id(p)] = name
+    constants, shared, lines = [], [], []
+    nodes = toposort(outputs, stop=set(inner_inputs))
+    try:
+        for k, var in enumerate(nodes):
+            if id(var) in writer.names:
+                continue
+            if not var.inputs:
+                if isinstance(var.op, Constant):
+                    constants.append(np.asarray(var.op.data))
+                    writer.names[id(var)] = _leaf(lines, f"c{len(constants) - 1}", var, 0)
+                elif isinstance(var.op, Shared):
+                    shared.append(var.container)
+                    writer.names[id(var)] = _leaf(lines, f"s{len(shared) - 1}", var, 0)
+                else:
+                    return None  # a stray input: the per-step plan raises the error
+                continue
+            name = f"v{k}"
+            lines.extend(writer.node(var, name))
+            writer.names[id(var)] = name
+    except Unsupported:
+        return None
+    source = _loop_source(op, writer, lines, placeholder_names, len(constants), len(shared))
+    digest = hashlib.sha256(source.encode()).hexdigest()[:12]
+    name = f"scan_{digest}"
+    text = _PRELUDE + source.replace("LOOP", name)
+    if os.environ.get("DEBUG") == "2":
+        print(f"# numba scan loop {name}\n{text}")
+    module = load_source(text)
+    return CompiledLoop(getattr(module, name), constants, shared, text)
+
+
+def _leaf(hoisted: list, name: str, var: Var, _unused: int) -> str:
+    """A constant or shared argument; 0-d ones are read once as scalars."""
+    return f"{name}[()]" if var.ndim == 0 else name
+
+
+def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: int,
+                 n_shared: int) -> str:
+    """The module text: helpers, then the loop function named LOOP."""
+    n_seqs, n_states, n_nitsot = op.n_seqs, op.n_states, op.n_nitsot
+    params = ["n_steps"] + [f"q{k}" for k in range(n_seqs)] + [f"b{i}" for i in range(n_states)]
+    params += [f"n{k}" for k in range(op.n_nonseqs)]
+    params += [f"c{k}" for k in range(n_const)] + [f"s{k}" for k in range(n_shared)]
+    flags = 'cache=True, error_model="numpy"'
+    lines = [f"@numba.njit({flags})", f"def LOOP({', '.join(params)}):"]
+    first_nonseq = len(names) - op.n_nonseqs
+    scalar_nonseqs = []
+    for k in range(op.n_nonseqs):
+        if op.inner_inputs[first_nonseq + k].ndim == 0:
+            scalar_nonseqs.append(f"    {names[first_nonseq + k]} = n{k}[()]")
+        else:
+            scalar_nonseqs.append(f"    {names[first_nonseq + k]} = n{k}")
+    lines += scalar_nonseqs
+    for i in range(n_states):
+        lines.append(f"    size{i} = b{i}.shape[0]")
+    for m in range(n_nitsot):
+        out = op.inner_outputs[n_states + m]
+        zeros = ", ".join(["0"] * (out.ndim + 1))
+        lines.append(f"    o{m} = np.empty(({zeros},), np.{out.dtype})")
+    lines.append("    done = n_steps")
+    lines.append("    for t in range(n_steps):")
+    step = []
+    for k in range(n_seqs):
+        step.append(f"{names[k]} = q{k}[t]")
+    position = n_seqs
+    for i, taps in enumerate(op.state_taps):
+        lag = op.lag(i)
+        for d in taps:
+            step.append(f"{names[position]} = b{i}[(t + {lag + d}) % size{i}]")
+            position += 1
+    step += body
+    results = [writer.names[id(v)] for v in op.inner_outputs]
+    for i in range(n_states):
+        value = results[i]
+        if op.inner_outputs[i].ndim:
+            step.append(f"if {value}.shape != b{i}.shape[1:]:")
+            step.append("    raise ValueError('scan: a state changed shape between steps')")
+        step.append(f"b{i}[(t + {op.lag(i)}) % size{i}] = {value}")
+    for m in range(n_nitsot):
+        value = results[n_states + m]
+        out = op.inner_outputs[n_states + m]
+        if out.ndim:
+            step.append("if t == 0:")
+            step.append(f"    o{m} = np.empty((n_steps,) + {value}.shape, np.{out.dtype})")
+            step.append(f"elif {value}.shape != o{m}.shape[1:]:")
+            step.append("    raise ValueError('scan: an output changed shape between steps')")
+        else:
+            step.append("if t == 0:")
+            step.append(f"    o{m} = np.empty((n_steps,), np.{out.dtype})")
+        step.append(f"o{m}[t] = {value}")
+    if op.until:
+        step.append(f"if {results[-1]}:")
+        step.append("    done = t + 1")
+        step.append("    break")
+    lines += ["        " + line for line in step]
+    returned = ", ".join(["done"] + [f"o{m}" for m in range(n_nitsot)])
+    lines.append(f"    return ({returned},)")
+    helpers = [f"@numba.njit({flags})\n" + h for h in writer.helpers]
+    return "\n\n".join(helpers + ["\n".join(lines) + "\n"])
+
+
+def loop_runner(op: Scan, fallback):
+    """The runner of a Scan node in mode numba: the compiled loop when its body allows, else
+    `fallback` (the per-step plan's runner). A failed compiled run is run again by the fallback,
+    which raises the error naming the output, the step and the shapes."""
+    loop = compile_loop(op)
+    if loop is None:
+        return fallback
+
+    def run(n_steps, *values):
+        try:
+            if loop.warm:
+                return loop.run(op, n_steps, values)
+            with warnings.catch_warnings():  # numba's compile-time notes (np.dot on strided views)
+                warnings.simplefilter("ignore", NumbaPerformanceWarning)
+                result = loop.run(op, n_steps, values)
+            loop.warm = True
+            return result
+        except Exception as error:
+            fallback(n_steps, *values)  # raises the precise error
+            raise error
+
+    run.loop = loop
+    return run

@@ -1,0 +1,166 @@
+"""Mode numba runs a whole scan as one generated numba loop (kernels/numba/scan_loop.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import theanine
+import theanine.tensor as T
+from theanine.graph.ops.scan import Scan
+
+RNG = np.random.default_rng(7)
+
+
+def _scan_runners(f) -> list:
+    return [run[0] for run in f._plan.runs if isinstance(run[4].op, Scan)]
+
+
+def _compiled(f) -> list[bool]:
+    """Per Scan node of a numba function: does it run as one compiled loop?"""
+    return [hasattr(runner, "loop") for runner in _scan_runners(f)]
+
+
+def _both(inputs, outputs, *args, updates=None):
+    """(numba results, py results, the numba function)."""
+    f = theanine.function(inputs, outputs, mode="numba", updates=updates)
+    g = theanine.function(inputs, outputs, mode="py", updates=updates)
+    return f(*args), g(*args), f
+
+
+def _elman():
+    x, h0 = T.tensor3("x"), T.matrix("h0")
+    w = theanine.shared(RNG.normal(size=(4, 5)).astype("float32") * 0.5, name="w")
+    u = theanine.shared(RNG.normal(size=(5, 5)).astype("float32") * 0.5, name="u")
+    b = theanine.shared(RNG.normal(size=5).astype("float32"), name="b")
+
+    def step(x_t, h):
+        return T.tanh(T.dot(x_t, w) + T.dot(h, u) + b)
+
+    hs, _ = theanine.scan(step, sequences=x, outputs_info=h0)
+    return x, h0, (w, u, b), hs
+
+
+def test_elman_rnn_and_its_gradient_run_as_compiled_loops():
+    x, h0, params, hs = _elman()
+    cost = T.sum(hs[-1] ** 2) + T.mean(hs)
+    grads = theanine.grad(cost, [*params, h0])
+    xv = RNG.normal(size=(6, 3, 4)).astype("float32")
+    hv = RNG.normal(size=(3, 5)).astype("float32")
+    got, want, f = _both([x, h0], [hs, cost, *grads], xv, hv)
+    assert _compiled(f) and all(_compiled(f))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    assert got[0].shape == (6, 3, 5) and got[0].dtype == np.float32
+
+
+def test_fibonacci_scalar_states_with_two_taps():
+    a = T.lvector("a")
+    fib, _ = theanine.scan(lambda x1, x2: x1 + x2,
+                           outputs_info=dict(initial=a, taps=[-2, -1]), n_steps=10)
+    got, want, f = _both([a], fib, np.array([1, 1]))
+    assert _compiled(f) == [True]
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, [2, 3, 5, 8, 13, 21, 34, 55, 89, 144])
+
+
+def test_until_stops_early():
+    x = T.dscalar("x")
+    values, _ = theanine.scan(lambda v: (v * 2, theanine.scan_module.until(v * 2 > 100)),
+                              outputs_info=x, n_steps=50)
+    got, want, f = _both([x], values, 3.0)
+    assert _compiled(f) == [True]
+    np.testing.assert_array_equal(got, want)
+    assert got.tolist() == [6, 12, 24, 48, 96, 192]
+
+
+def test_sequence_taps_nitsot_outputs_and_go_backwards():
+    s = T.matrix("s")
+    out, _ = theanine.scan(lambda prev, nxt: (prev * nxt).sum(axis=0) - prev.max(),
+                           sequences=dict(input=s, taps=[-1, 1]))
+    back, _ = theanine.scan(lambda row, acc: acc + row, sequences=s,
+                            outputs_info=T.zeros_like(s[0]), go_backwards=True)
+    sv = RNG.normal(size=(7, 4)).astype("float32")
+    got, want, f = _both([s], [out, back], sv)
+    assert all(_compiled(f)) and len(_compiled(f)) == 2
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    expected = [(sv[k - 1] * sv[k + 1]).sum() - sv[k - 1].max() for k in range(1, 6)]
+    np.testing.assert_allclose(got[0], expected, rtol=1e-5)
+    np.testing.assert_allclose(got[1][-1], sv.sum(axis=0), rtol=1e-5)
+
+
+def test_map_with_slices_transposes_and_inc_subtensor():
+    m = T.dtensor3("m")
+
+    def step(x):
+        y = T.inc_subtensor(x[:, 1:3], x[:, :2].T.T * 2.0)
+        return T.dot(y.T, y)[0], y.dimshuffle(1, 0).sum(axis=1, keepdims=True)
+
+    (firsts, sums), _ = theanine.map(step, sequences=m)
+    mv = RNG.normal(size=(3, 4, 5))
+    got, want, f = _both([m], [firsts, sums], mv)
+    assert _compiled(f) == [True]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_a_state_that_changes_shape_names_the_output_and_step():
+    v = T.vector("v")
+    grows, _ = theanine.scan(lambda acc: T.concatenate([acc, acc])[: acc.shape[0] + 1],
+                             outputs_info=v, n_steps=3)
+    f = theanine.function([v], grows, mode="numba")
+    with pytest.raises(ValueError, match=r"changed shape between steps.*step 0 returned shape"):
+        f(np.ones(2, dtype="float32"))
+
+
+def test_elementwise_shape_mismatch_inside_the_loop_is_the_reference_error():
+    x, y = T.matrix("x"), T.matrix("y")
+    out, _ = theanine.scan(lambda a, b: a + b, sequences=[x], non_sequences=[y])
+    f = theanine.function([x, y], out, mode="numba")
+    assert _compiled(f) == [True]
+    with pytest.raises(ValueError, match="cannot be broadcast|shape"):
+        f(np.ones((3, 4), "float32"), np.ones((2, 2), "float32"))
+
+
+def test_a_body_with_other_ops_keeps_the_per_step_plan():
+    x = T.vector("x")
+    out, _ = theanine.scan(lambda acc: acc + T.arange(acc.shape[0]).astype("float32"),
+                           outputs_info=x, n_steps=4)
+    got, want, f = _both([x], out, np.zeros(3, "float32"))
+    assert _compiled(f) == [False]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_constants_are_arguments_not_source_text():
+    table = RNG.normal(size=300).round(3)
+    x = T.dvector("x")
+    out, _ = theanine.scan(lambda acc: acc * T.constant(table), outputs_info=x, n_steps=2)
+    got, want, f = _both([x], out, np.ones(300))
+    (runner,) = _scan_runners(f)
+    assert any(c.size == 300 for c in runner.loop.constants)
+    assert repr(float(table[17])) not in runner.loop.source
+    np.testing.assert_allclose(got, want)
+
+
+def test_last_state_only_uses_a_ring_buffer():
+    x = T.dvector("x")
+    out, _ = theanine.scan(lambda a, b: a + b, outputs_info=dict(initial=x, taps=[-2, -1]),
+                           n_steps=20)
+    got, want, f = _both([x], out[-1], np.array([0.0, 1.0]))
+    assert _compiled(f) == [True]
+    assert float(got) == float(want) == 10946.0
+
+
+def test_lstm_layer_scans_compile_as_loops():
+    from theanine import layers
+
+    x = T.tensor3("x")
+    net = layers.LSTMLayer(layers.InputLayer((None, 5, 3), x), 4, only_return_final=True)
+    loss = T.mean(layers.get_output(net) ** 2)
+    params = layers.get_all_params(net, trainable=True)
+    xv = RNG.normal(size=(2, 5, 3)).astype("float32")
+    got, want, f = _both([x], [loss, *theanine.grad(loss, params)], xv)
+    assert _compiled(f) == [True, True]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
