@@ -192,3 +192,17 @@ def test_pool_through_function_in_py_mode():
     np.testing.assert_allclose(out, expected, rtol=1e-5)
     assert gx.dtype == np.float32 and gx.shape == xv.shape
     np.testing.assert_allclose(gx, np.full(xv.shape, 0.25), rtol=1e-6)
+
+
+def test_gradients_of_an_empty_pooled_output_are_zeros():
+    """A window larger than the image with ignore_border: no output, and zero gradients."""
+    from theanine.tensor.signal.pool import pool_2d
+
+    x = T.dtensor4("x")
+    xv = np.random.default_rng(3).normal(size=(2, 3, 2, 3))
+    for mode in ("max", "sum", "average_exc_pad"):
+        y = pool_2d(x, ws=(3, 3), ignore_border=True, mode=mode)
+        f = theanine.function([x], [y, theanine.grad(y.sum(), x)], mode="py")
+        out, gx = f(xv)
+        assert out.shape == (2, 3, 0, 1)
+        np.testing.assert_array_equal(gx, np.zeros_like(xv))

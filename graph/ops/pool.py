@@ -164,7 +164,8 @@ class MaxPool2dGrad(_PoolOp):
 
     def perform(self, x, maxout, g):
         frame, out = self._frame(x, _lowest(x.dtype))
-        m, gz = maxout.reshape((-1,) + out), g.reshape((-1,) + out)
+        lead = (frame.shape[0],)  # not -1: an empty pooled output leaves -1 undetermined
+        m, gz = maxout.reshape(lead + out), g.reshape(lead + out)
         gx = np.zeros(frame.shape, dtype=np.result_type(x.dtype, g.dtype))
         for tap in self._taps(out):
             gx[tap] += np.where(frame[tap] == m, gz, 0)
@@ -187,7 +188,7 @@ class MaxPool2dGradGrad(_PoolOp):
     def perform(self, x, maxout, gg):
         frame, out = self._frame(x, _lowest(x.dtype))
         ggframe, _ = self._frame(gg, 0)
-        m = maxout.reshape((-1,) + out)
+        m = maxout.reshape((frame.shape[0],) + out)
         result = np.zeros(m.shape, dtype=gg.dtype)
         for tap in self._taps(out):
             result += np.where(frame[tap] == m, ggframe[tap], 0).astype(gg.dtype, copy=False)
@@ -208,7 +209,7 @@ class AveragePool2dGrad(_PoolOp):
     def perform(self, x, g):
         rows, cols = x.shape[-2:]
         out = self._out(rows, cols)
-        gz = g.reshape((-1,) + out).astype(np.result_type(x.dtype, g.dtype), copy=False)
+        gz = g.reshape((int(np.prod(x.shape[:-2])),) + out).astype(np.result_type(x.dtype, g.dtype), copy=False)
         if self.mode != "sum":
             gz = gz / self._counts(rows, cols, out)
         frame, _ = self._frame(np.zeros(x.shape, dtype=gz.dtype), 0)
