@@ -13,18 +13,19 @@ from typing import Callable, Sequence
 
 from ..graph import tensor as T
 from ..graph.ops.composite import Proj
-from ..graph.ops.elemwise import Elemwise
+from ..graph.ops.elemwise import Add, Elemwise
 from ..graph.ops.ifelse import IfElse
 from ..graph.ops.linalg import Dot
 from ..graph.ops.random import RandomOp
 from ..graph.ops.scan import Scan, inner_placeholder
+from ..graph.ops.shape import DimShuffle
 from ..graph.ops.subtensor import Subtensor
 from ..graph.type import TupleType
 from ..graph.var import Constant, Var, replace, toposort
 
 __all__ = [
-    "optimize_scans", "prune_scans", "hoist_invariants", "save_memory", "optimize_bodies",
-    "share_branch_work",
+    "optimize_scans", "prune_scans", "hoist_invariants", "save_memory", "products_out_of_loops",
+    "optimize_bodies", "share_branch_work",
 ]
 
 
@@ -34,6 +35,8 @@ def optimize_scans(outputs: Sequence[Var], optimize_body: Callable | None = None
     outputs = hoist_invariants(outputs)
     outputs = prune_scans(outputs)  # hoisting can leave inputs unused
     outputs = save_memory(outputs)
+    outputs = products_out_of_loops(outputs)
+    outputs = prune_scans(outputs)  # an accumulator left as its own copy is read by nobody
     outputs = share_branch_work(outputs)
     if optimize_body is not None:
         outputs = optimize_bodies(outputs, optimize_body)
@@ -347,6 +350,155 @@ def _last_row_readers(proj: Var, lag: int, users: dict, roots: set) -> list[Var]
         else:
             return None
     return found or None
+
+
+# -- accumulated products ------------------------------------------------------------------------
+def products_out_of_loops(outputs: Sequence[Var]) -> list[Var]:
+    """A state read only at the end that accumulates matrix products, acc + dot(a_t, b_t) (the
+    gradient of a weight a loop multiplies by, as back-propagation through time builds it), has
+    its products summed after the loop as one tensordot of the stacked a_t and b_t: one large
+    GEMM instead of one small GEMM per step. Other terms of the sum stay in the loop."""
+    outputs = list(outputs)
+    if not _has_scan(outputs):
+        return outputs
+    users = _users(outputs)
+    roots = {id(v) for v in outputs}
+    plans: dict[int, dict] = {}  # id(scan) -> {state index: (rest, [(a, b, axes_a, axes_b)])}
+    readers: dict[int, tuple] = {}  # id(reader of the last row) -> (scan, state index)
+    for var in toposort(outputs):
+        if not isinstance(var.op, Scan) or id(var) in roots:
+            continue
+        found = {}
+        for u in users.get(id(var), []):
+            i = u.op.index
+            if i >= var.op.n_states or id(u) in roots or not _keeps_last_row(var.op, i):
+                continue
+            last = users.get(id(u), [])
+            if not last or not all(isinstance(r.op, Subtensor) and r.op.idx == (-1,) for r in last):
+                continue
+            split = _accumulated_products(var.op, i)
+            if split is not None:
+                found[i] = split
+                for r in last:
+                    readers[id(r)] = (var, i)
+        if found:
+            plans[id(var)] = found
+    if not plans:
+        return outputs
+    new_nodes: dict[int, tuple] = {}  # id(old scan) -> (new scan, {i: [(a, b) output indices]})
+
+    def transform(var, inputs, index_maps):
+        if id(var) in plans:
+            node, stacked = _with_stacked_factors(var, inputs, plans[id(var)])
+            index_maps[id(node)] = {j: j for j in range(len(var.type.types))}
+            new_nodes[id(var)] = (node, stacked)
+            return node
+        if id(var) in readers:
+            scan, i = readers[id(var)]
+            node, stacked = new_nodes[id(scan)]
+            if plans[id(scan)][i][0] is None:  # nothing left in the loop: the state never changes
+                total = node.inputs[1 + scan.op.n_seqs + i][-1]
+            else:
+                total = Var(Proj(i), (node,))[-1]
+            for (ja, jb), (_, _, axes_a, axes_b) in zip(stacked[i], plans[id(scan)][i][1]):
+                product = T.tensordot(Var(Proj(ja), (node,)), Var(Proj(jb), (node,)),
+                                      axes=[list(axes_a), list(axes_b)])
+                total = total + product
+            return T.cast(total, var.dtype) if total.dtype != var.dtype else total
+        return None
+
+    return _rebuild(outputs, transform)
+
+
+def _keeps_last_row(op: Scan, i: int) -> bool:
+    return i < len(op.keep) and op.keep[i] == 1 and op.state_taps[i] == (-1,)
+
+
+def _accumulated_products(op: Scan, i: int) -> tuple | None:
+    """(the other terms or None, [(a, b, axes_a, axes_b)]) when state i's next value is its tap
+    plus terms of which some are 2-d products; None when it is not of that form."""
+    tap = op.inner_inputs[op.tap_slices()[i].start]
+    out = op.inner_outputs[i]
+    if not isinstance(out.op, Add) or out.type != tap.type:
+        return None
+    terms = _terms(out)
+    if sum(t is tap for t in terms) != 1 or _uses(op, tap) != 1:
+        return None
+    products, rest = [], []
+    for t in terms:
+        if t is tap:
+            continue
+        factors = _product_factors(t) if t.type == tap.type else None
+        if factors is None:
+            rest.append(t)
+        else:
+            products.append(factors)
+    if not products:
+        return None
+    total = None
+    for t in rest:
+        total = t if total is None else total + t
+    return total, products
+
+
+def _terms(v: Var) -> list[Var]:
+    """The summands of a tree of Adds."""
+    if isinstance(v.op, Add):
+        return [t for x in v.inputs for t in _terms(x)]
+    return [v]
+
+
+def _uses(op: Scan, p: Var) -> int:
+    """How many times the inner graph reads `p` (as an input of a node or as an output)."""
+    count = sum(x is p for v in toposort(list(op.inner_outputs), stop=set(op.inner_inputs))
+                for x in v.inputs)
+    return count + sum(o is p for o in op.inner_outputs)
+
+
+def _product_factors(t: Var) -> tuple | None:
+    """(a, b, axes_a, axes_b) with sum over steps of t = tensordot(stacked a, stacked b, axes)."""
+    if not isinstance(t.op, Dot) or t.ndim != 2 or any(x.ndim != 2 for x in t.inputs):
+        return None
+    a, b = t.inputs
+    if a.dtype != t.dtype or b.dtype != t.dtype:
+        return None
+    axes_a, axes_b = (0, 2), (0, 1)
+    if _is_transpose(a):  # a = x.T: stack x, whose first axis is the summed one
+        a, axes_a = a.inputs[0], (0, 1)
+    if _is_transpose(b):
+        b, axes_b = b.inputs[0], (0, 2)
+    return a, b, axes_a, axes_b
+
+
+def _is_transpose(v: Var) -> bool:
+    return isinstance(v.op, DimShuffle) and v.op.new_order == (1, 0)
+
+
+def _with_stacked_factors(var: Var, inputs: tuple, plan: dict) -> tuple:
+    """The scan with each planned state's products removed from its update and their factors
+    appended as per-step outputs; {state: [(output index of a, output index of b)]}."""
+    op = var.op
+    n_s, n_m = op.n_states, op.n_nitsot
+    outs = list(op.inner_outputs)
+    states, nitsots = outs[:n_s], outs[n_s : n_s + n_m]
+    cond = outs[n_s + n_m :]
+    stacked: dict[int, list] = {}
+    for i, (rest, products) in plan.items():
+        tap = op.inner_inputs[op.tap_slices()[i].start]
+        states[i] = tap if rest is None else tap + rest
+        if states[i].dtype != tap.dtype:
+            states[i] = T.cast(states[i], tap.dtype)
+        stacked[i] = []
+        for a, b, _, _ in products:
+            stacked[i].append((n_s + len(nitsots), n_s + len(nitsots) + 1))
+            nitsots += [a, b]
+    names = list(op.names) + [""] * max(0, op.n_seqs + n_s + n_m - len(op.names))
+    names += [""] * (len(nitsots) - n_m)
+    new_op = dataclasses.replace(
+        op, inner_outputs=tuple(states + nitsots + cond), n_nitsot=len(nitsots),
+        names=tuple(names),
+    )
+    return Var(new_op, inputs, var.name), stacked
 
 
 # -- inner graphs ------------------------------------------------------------------------------

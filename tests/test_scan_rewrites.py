@@ -12,6 +12,7 @@ from theanine.compiler.scan_rewrites import (
     hoist_invariants,
     optimize_bodies,
     optimize_scans,
+    products_out_of_loops,
     prune_scans,
     save_memory,
     share_branch_work,
@@ -19,7 +20,7 @@ from theanine.compiler.scan_rewrites import (
 from theanine.graph.evaluate import evaluate
 from theanine.graph.ops.composite import Composite
 from theanine.graph.ops.elemwise import Exp
-from theanine.graph.ops.linalg import Dot
+from theanine.graph.ops.linalg import Dot, TensorDot
 from theanine.graph.ops.scan import Scan
 from theanine.graph.random import RandomStreams
 from theanine.graph.var import toposort
@@ -150,3 +151,39 @@ def test_a_branch_reads_values_the_function_computes_anyway():
     assert Exp not in [type(v.op) for v in toposort(node.op.then_outputs)]
     for flag in (0, 1):
         same_values([out], after, {c: flag, x: RNG.normal(size=3)})
+
+
+def test_accumulated_weight_products_become_one_tensordot_after_the_loop():
+    X, W, U, h0 = T.dtensor3("X"), T.dmatrix("W"), T.dmatrix("U"), T.dmatrix("h0")
+    step = lambda x, h, W, U: T.tanh(T.dot(x, U) + T.dot(h, W))  # noqa: E731
+    hs, _ = scan(step, sequences=X, outputs_info=h0, non_sequences=[W, U])
+    values = {X: RNG.normal(size=(5, 2, 3)), W: RNG.normal(size=(4, 4)) * 0.3,
+              U: RNG.normal(size=(3, 4)), h0: RNG.normal(size=(2, 4))}
+    outs = [hs[-1]] + theanine.grad(hs[-1].sum(), [W, U, h0])
+    kept = save_memory(hoist_invariants(prune_scans(outs)))
+    before = max(scans(kept), key=lambda v: v.op.n_states)
+    after = prune_scans(products_out_of_loops(kept))
+    backward = max(scans(after), key=lambda v: v.op.n_nitsot)
+    # dW and dU (h_prev.T @ g and x.T @ g per step) left the loop: their states are gone and
+    # their factors are stacked per step; only the state carrying dh stays
+    assert before.op.n_states == 3 and backward.op.n_states == 1
+    assert backward.op.n_nitsot == before.op.n_nitsot + 4
+    outer = [v for v in toposort(after) if isinstance(v.op, TensorDot)]
+    assert any(v.op.axes_a == (0, 1) and v.op.axes_b == (0, 1) for v in outer)
+    same_values(outs, after, values)
+    # the loop compiled in mode numba gives the same gradients as numpy's reference
+    f = theanine.function([X, W, U, h0], outs, mode="numba")
+    got = f(*(values[v] for v in (X, W, U, h0)))
+    for a, b in zip(got, evaluate(outs, values)):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_an_accumulator_read_inside_the_loop_is_left_alone():
+    x, w = T.dmatrix("x"), T.dmatrix("w")
+    # acc is read by the step's other output: its history matters, no product leaves the loop
+    (accs, peeks), _ = scan(lambda row, acc: (acc + T.dot(row.dimshuffle(0, "x"),
+                                                           row.dimshuffle("x", 0)), acc.sum()),
+                            sequences=x, outputs_info=[T.zeros_like(w), None])
+    outs = [accs[-1], peeks]
+    kept = save_memory(outs)
+    assert products_out_of_loops(kept) == kept
