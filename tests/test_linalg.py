@@ -268,3 +268,16 @@ def test_outer():
     check_value(T.outer, oracle, rand(3, dtype="float32"), rand(4, dtype="float32"))
     check_grad(T.outer, [rand(3), rand(4)])
     check_value(T.outer, lambda x, y: np.einsum("i,j->ij", x.ravel(), y), rand(2, 3), rand(4))
+
+
+def test_ger_with_a_broadcast_row_has_the_outer_products_shape():
+    from theanine.graph.ops.blas import Ger
+    from theanine.graph.var import Var
+
+    a = T.tensor(dtype="float64", shape=(1, None), name="a")
+    x, y = T.dvector("x"), T.dvector("y")
+    out = Var(Ger(), (a, T.constant(2.0, dtype="float64"), x, y))
+    assert out.type.shape == (None, None)
+    av, xv, yv = np.ones((1, 4)), np.arange(3.0), np.arange(4.0)
+    got = evaluate([out], {a: av, x: xv, y: yv})[0]
+    np.testing.assert_allclose(got, av + 2 * np.outer(xv, yv))

@@ -53,7 +53,9 @@ class Ger(Op):
             raise TypeError(f"Ger needs a matrix, a scalar and two vectors, got {a}, {alpha}, {x}, {y}")
         dtype = np.result_type(a.dtype, alpha.dtype, x.dtype, y.dtype).name
         outer = TensorType(dtype, (x.shape[0], y.shape[0]))
-        return TensorType(dtype, tuple(o if o is not None else d for o, d in zip(outer.shape, a.shape)))
+        # a static size of `a` fixes an unknown outer size, unless it is 1 (then `a` broadcasts)
+        shape = tuple(o if o is not None else (d if d != 1 else None) for o, d in zip(outer.shape, a.shape))
+        return TensorType(dtype, shape)
 
     def perform(self, a, alpha, x, y):
         dtype = np.result_type(a, alpha, x, y)
