@@ -9,7 +9,7 @@ from typing import Sequence
 from ..graph import tensor as T
 from ..graph.ops.composite import Proj
 from ..graph.type import TupleType, is_discrete
-from ..graph.var import inherited_trace, Var, as_tensor_variable, format_trace, toposort
+from ..graph.var import Constant, inherited_trace, Var, as_tensor_variable, format_trace, toposort
 
 
 class DisconnectedInputError(ValueError):
@@ -69,11 +69,39 @@ def fit_cotangent(g: Var, x: Var) -> Var:
 
 
 def _sum_all(parts: list) -> Var:
-    """parts[0] + parts[1] + ... (a chain of adds; fusion flattens it later)."""
+    """parts[0] + parts[1] + ... (a chain of adds; fusion flattens it later). A part that adds a
+    slice's gradient into zeros (the pullback of x[idx]) is added into the running total instead:
+    the gradients of the slices of one array (an LSTM's four gates) fill a single buffer."""
     total = parts[0]
     for part in parts[1:]:
-        total = total + part
+        if _into_zeros(part) and part.type == total.type:
+            total, part = part, total
+        if _into_zeros(total) and part.type == total.type:
+            total = Var(total.op, (part,) + total.inputs[1:])  # inc(0, y, idx) + a = inc(a, y, idx)
+        else:
+            total = total + part
     return total
+
+
+def _into_zeros(v: Var) -> bool:
+    """Is v inc_subtensor(zeros_like(x), y, idx) (an increment, not a set)?"""
+    from ..graph.ops.elemwise import Second
+    from ..graph.ops.subtensor import IncSubtensor
+
+    if not isinstance(v.op, IncSubtensor) or v.op.set_instead_of_inc:
+        return False
+    from ..graph.ops.shape import DimShuffle
+
+    base = v.inputs[0]
+    if not isinstance(base.op, Second):
+        return False
+    fill = base.inputs[1]
+    while isinstance(fill.op, DimShuffle):  # the scalar zero, broadcast to the base's rank
+        fill = fill.inputs[0]
+    if not isinstance(fill.op, Constant):
+        return False
+    fill = fill.op.data
+    return fill.size == 1 and not fill.any() and base.type == v.type
 
 
 def backprop(seeds: dict, wrt: Sequence[Var], stop: frozenset = frozenset()) -> tuple[dict, set]:

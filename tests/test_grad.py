@@ -522,3 +522,22 @@ def test_jacobian_of_specify_shape_and_empty_expression():
     empty = gradient.jacobian(v * 2.0, x, disconnected_inputs="ignore")
     out = ev(empty, {x: xv, v: np.zeros(0)})
     assert out.shape == (0, 2) and out.dtype == np.float64
+
+
+def test_gradients_of_slices_of_one_array_fill_one_buffer():
+    from theanine.graph.ops.elemwise import Add
+    from theanine.graph.ops.subtensor import IncSubtensor
+    from theanine.graph.var import toposort
+
+    x = T.dmatrix("x")
+    cost = (T.exp(x[:, :2]) * T.tanh(x[:, 2:4]) + x[:, 4:]).sum()
+    gx = theanine.grad(cost, x)
+    nodes = [v for v in toposort([gx]) if v.inputs]
+    incs = [v for v in nodes if isinstance(v.op, IncSubtensor)]
+    assert len(incs) == 3 and isinstance(gx.op, IncSubtensor)
+    assert not any(isinstance(v.op, Add) and all(isinstance(i.op, IncSubtensor) for i in v.inputs)
+                   for v in nodes)
+    xv = np.random.default_rng(2).normal(size=(3, 6))
+    want = np.concatenate([np.exp(xv[:, :2]) * np.tanh(xv[:, 2:4]),
+                           np.exp(xv[:, :2]) * (1 - np.tanh(xv[:, 2:4]) ** 2), np.ones((3, 2))], 1)
+    np.testing.assert_allclose(theanine.function([x], gx, mode="py")(xv), want, rtol=1e-12)

@@ -164,3 +164,24 @@ def test_lstm_layer_scans_compile_as_loops():
     assert _compiled(f) == [True, True]
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_slice_gradients_fill_one_buffer_in_the_loop():
+    """The gradients of an LSTM's four gate slices chain into one buffer: one copy per step."""
+    x, w = T.tensor3("x"), T.matrix("w")
+
+    def step(x_t, h):
+        gates = T.dot(x_t, w)
+        return T.tanh(gates[:, :3] * gates[:, 3:6] + gates[:, 6:9]) + h
+
+    hs, _ = theanine.scan(step, sequences=x, outputs_info=T.zeros((2, 3)))
+    cost = (hs[-1] ** 2).sum()
+    gw = theanine.grad(cost, w)
+    xv = RNG.normal(size=(4, 2, 5)).astype("float32")
+    wv = RNG.normal(size=(5, 9)).astype("float32")
+    got, want, f = _both([x, w], gw, xv, wv)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    backward = [r.loop.source for r in _scan_runners(f) if hasattr(r, "loop")][-1]
+    loop_body = backward[backward.index("def scan_"):]
+    assert loop_body.count(".copy()") == 1
+    assert loop_body.count("] += ") == 3

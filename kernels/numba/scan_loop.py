@@ -27,7 +27,7 @@ from numba.core.errors import NumbaPerformanceWarning
 
 from ...graph.ops import blas, composite, fused_reduce, linalg, reduce, shape, subtensor
 from ...graph.ops.scan import Scan
-from ...graph.type import TensorType
+from ...graph.type import TensorType, TupleType
 from ...graph.var import Constant, Shared, Var, toposort
 from .cache import load_source
 from .loops import _PRELUDE, scalar_graph
@@ -64,9 +64,11 @@ def _constant_key(idx: tuple) -> str | None:
 class _Writer:
     """Collects the loop's lines and the helper functions they call."""
 
-    def __init__(self) -> None:
+    def __init__(self, readers: dict) -> None:
         self.helpers: list[str] = []
         self.names: dict[int, str] = {}
+        self.readers = readers  # id(var) -> how many times the body reads it (outputs count)
+        self.fresh: set[int] = set()  # ids of values in memory of their own, written by this step
 
     def helper(self, text: str) -> str:
         """Add a helper function (text with the name HELPER); return its name."""
@@ -85,6 +87,8 @@ class _Writer:
             and isinstance(var.type, TensorType)
         )
         if elementwise and supported(var):
+            if not isinstance(var.type, TupleType):
+                self.fresh.add(id(var))
             return self._elementwise(var, out, args)
         if isinstance(op, subtensor.Subtensor) and len(var.inputs) == 1 and var.inputs[0].ndim:
             key = _constant_key(op.idx)
@@ -94,6 +98,12 @@ class _Writer:
             key = _constant_key(op.idx)
             if key is not None:
                 verb = "=" if op.set_instead_of_inc else "+="
+                self.fresh.add(id(var))
+                x = var.inputs[0]
+                if id(x) in self.fresh and self.readers.get(id(x)) == 1 and x.type == var.type:
+                    # x is this step's own new array and nothing else reads it: write into it
+                    # (a chain of slice gradients filling one buffer)
+                    return [f"{out} = {args[0]}", f"{out}[{key}] {verb} {args[1]}"]
                 return [f"{out} = {args[0]}.copy()", f"{out}[{key}] {verb} {args[1]}"]
         if isinstance(op, shape.DimShuffle) and var.inputs[0].ndim:
             return self._dimshuffle(var, out, args[0])
@@ -286,7 +296,13 @@ def compile_loop(op: Scan) -> CompiledLoop | None:
     """The whole loop of `op` as one numba function, or None when its body has another op."""
     inner_inputs = list(op.inner_inputs)
     outputs = list(op.inner_outputs)
-    writer = _Writer()
+    readers: dict[int, int] = {}
+    for v in toposort(outputs, stop=set(inner_inputs)):
+        for x in v.inputs:
+            readers[id(x)] = readers.get(id(x), 0) + 1
+    for v in outputs:
+        readers[id(v)] = readers.get(id(v), 0) + 1
+    writer = _Writer(readers)
     placeholder_names = [f"p{k}" for k in range(len(inner_inputs))]
     for p, name in zip(inner_inputs, placeholder_names):
         writer.names[id(p)] = name
