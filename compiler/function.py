@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..graph.shared import SharedVariable, filter_value
+from ..graph.shared import SharedVariable, filter_value, peek_host
 from ..graph.var import Shared, Var, toposort
 from ..graph.var import input_var, replace
 from ..kernels.backends import get_backend
@@ -113,6 +113,16 @@ class Function:
             self._plan = backend.compile(leaves, exprs, nan_guard)
         fgraph = FunctionGraph(self._in_vars, exprs)
         self.maker = FunctionMaker(fgraph, ins, [Out(v, b) for v, b in outputs], self.mode)
+        # A device plan (modes cuda, cuda-emulator) keeps shared values and, if asked, the outputs
+        # on its device: its results may be DeviceArrays.
+        self._device_plan = bool(getattr(self._plan, "resident", False))
+        if spec.get("return_device"):
+            if not self._device_plan:
+                raise ValueError(
+                    f"{self._label()}: return_device=True needs mode 'cuda' or 'cuda-emulator', "
+                    f"got mode {self.mode!r}"
+                )
+            self._plan.keep_on_device[: len(outputs)] = [True] * len(outputs)
         self.trust_input = False
         self.profile = ProfileStats(self.name, self._plan.nodes()) if spec["profile"] else None
         self._n_out = len(outputs)
@@ -126,6 +136,7 @@ class Function:
                 f"{self._label()}, input {input_name(i, k)} (position {k})",
                 i.strict,
                 allow if i.allow_downcast is None else i.allow_downcast,
+                self._device_plan,  # keep_device: a DeviceArray input is used without a copy
             )
             for k, i in enumerate(ins)
         ]
@@ -225,8 +236,14 @@ class Function:
     def _unalias(self, inputs: list, outs: list, news: list) -> None:
         """Copy results sharing memory with an input, a constant, a shared value or each other."""
         taken = {id(_root(v)) for v in inputs} | self._constant_roots
-        taken.update(id(_root(c.value)) for c in self._other_shared)
-        old = {id(_root(box.value)) for box, _, _ in self._targets}
+        if self._device_plan:  # read the host slots: `value` would copy device values down
+            taken.update(id(_root(peek_host(c))) for c in self._other_shared)
+            taken.update(id(c.device_value) for c in self._other_shared)
+            old = {id(_root(peek_host(box))) for box, _, _ in self._targets}
+            old.update(id(getattr(box, "device_value", None)) for box, _, _ in self._targets)
+        else:
+            taken.update(id(_root(c.value)) for c in self._other_shared)
+            old = {id(_root(box.value)) for box, _, _ in self._targets}
         for k, v in enumerate(outs):
             root = id(_root(v))
             if (root in taken or root in old) and not self._borrow[k]:
@@ -337,12 +354,20 @@ def function(
     profile: bool | None = None,
     accept_inplace: bool = False,
     rebuild_strict: bool = True,
+    return_device: bool = False,
 ) -> Function:
-    """Compile `outputs` and `updates` of shared variables as a function of `inputs` (Theano's)."""
+    """Compile `outputs` and `updates` of shared variables as a function of `inputs` (Theano's).
+
+    In modes 'cuda' and 'cuda-emulator' shared variables live on the device, inputs may be numpy
+    arrays or DeviceArrays, and outputs come back as numpy arrays; `return_device=True` returns
+    them as DeviceArrays instead (no copy to the host; `.get()` copies one down).
+    """
     spec = build_spec(
         inputs, outputs, updates, givens, mode, name, allow_input_downcast, on_unused_input,
         no_default_updates, profile, rebuild_strict,
     )
+    if return_device:
+        spec["return_device"] = True
     return Function(spec)
 
 

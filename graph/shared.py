@@ -13,17 +13,24 @@ from .var import Shared, Var, creation_trace, format_trace
 _uids = itertools.count(1)
 
 
-def filter_value(value, type_: TensorType, what: str, strict: bool = False, allow_downcast=None) -> np.ndarray:
+def filter_value(
+    value, type_: TensorType, what: str, strict: bool = False, allow_downcast=None,
+    keep_device: bool = False,
+) -> np.ndarray:
     """Check and convert `value` for a slot of type `type_`; `what` names the slot in messages.
 
     Follows Theano: the same dtype passes; a safe cast (int8 -> float32) is made unless `strict`;
     a lossy cast needs `allow_downcast=True`, except Python floats into floatX when it is None.
+    A device array (a CUDA DeviceArray) of the right dtype passes as it is when `keep_device`;
+    otherwise it is copied to the host and checked as numpy.
     """
     if isinstance(value, Var):
         raise TypeError(f"{what}: expected a numeric value, got the symbolic variable {value}")
     is_python_scalar = isinstance(value, (int, float, bool, complex)) and not isinstance(value, np.generic)
     array = np.asarray(value)
     if array.dtype == object or array.dtype.kind in "USV":
+        if _on_device(value):  # a DeviceArray: off the hot path, numpy inputs never get here
+            return _filter_device(value, type_, what, strict, allow_downcast, keep_device)
         raise TypeError(f"{what}: expected a numeric array of dtype {type_.dtype}, got {type(value).__name__} {value!r:.80}")
     if array.ndim != type_.ndim:
         raise TypeError(
@@ -50,6 +57,20 @@ def filter_value(value, type_: TensorType, what: str, strict: bool = False, allo
     if not type_.accepts_shape(array.shape):
         raise ValueError(f"{what}: expected shape {_shape_text(type_.shape)}, got {array.shape}")
     return array
+
+
+def _filter_device(value, type_: TensorType, what: str, strict, allow_downcast, keep_device: bool):
+    """filter_value for a device array: used without a copy when its dtype fits exactly."""
+    if len(value.shape) != type_.ndim:
+        raise TypeError(
+            f"{what}: expected a {type_.ndim}-d array (type {type_}), got a {len(value.shape)}-d "
+            f"device array with shape {value.shape}"
+        )
+    if not keep_device or value.dtype.name != type_.dtype:  # a cast runs on the host: copy down
+        return filter_value(value.get(), type_, what, strict, allow_downcast)
+    if not type_.accepts_shape(value.shape):
+        raise ValueError(f"{what}: expected shape {_shape_text(type_.shape)}, got {value.shape}")
+    return value
 
 
 def _shape_text(shape: tuple) -> str:
@@ -86,7 +107,11 @@ class SharedVariable(Var):
         return f"shared variable {self.name!r}" if self.name else f"unnamed shared variable {self.type}"
 
     def get_value(self, borrow: bool = False, return_internal_type: bool = False) -> np.ndarray:
-        """The current value; a copy unless `borrow=True`."""
+        """The current value; a copy unless `borrow=True`. With `borrow=True` and
+        `return_internal_type=True`, a value living on a CUDA device comes back as its
+        DeviceArray (no copy to the host), as Theano's GPU shared variables do."""
+        if borrow and return_internal_type and self.container.device_value is not None:
+            return self.container.device_value
         value = self.container.value
         return value if borrow else value.copy()
 
@@ -125,10 +150,66 @@ class SharedVariable(Var):
 
 
 class _Container:
-    __slots__ = ("value",)
+    """Holds a shared value. `value` is a plain slot: the CPU backends' hot path is one attribute
+    read. A container a device backend uses becomes a `_DeviceContainer` (see `device_backed`)."""
+
+    __slots__ = ("device_value", "value")
 
     def __init__(self, value) -> None:
         self.value = value
+        self.device_value = None  # a device copy (a DeviceArray), or None
+
+    def __reduce__(self):
+        return (_Container, (self.value,))  # device values pickle as numpy
+
+
+_HOST = _Container.__dict__["value"]  # the slot itself: reads the host value without copying down
+
+
+def peek_host(box):
+    """The host value a shared container (or any box with `value`) holds now, without copying a
+    device value down: None when only the device has the newest value."""
+    return _HOST.__get__(box) if isinstance(box, _Container) else box.value
+
+
+class _DeviceContainer(_Container):
+    """A container whose newest value may live only on a device (the CUDA backends).
+
+    `value` reads give numpy (copied down on demand and cached until the next update); assigning
+    a numpy array drops the device copy; assigning a DeviceArray makes it the value and drops the
+    host copy. Device plans read and refresh `device_value` directly.
+    """
+
+    __slots__ = ()
+
+    @property
+    def value(self):
+        host = _HOST.__get__(self)
+        if host is None:
+            host = self.device_value.get()
+            _HOST.__set__(self, host)
+        return host
+
+    @value.setter
+    def value(self, value) -> None:
+        if _on_device(value):
+            _HOST.__set__(self, None)
+            self.device_value = value
+        else:
+            _HOST.__set__(self, value)
+            self.device_value = None
+
+
+def _on_device(value) -> bool:
+    """Is `value` a device array (kernels/cuda/device.py:DeviceArray, which graph/ can't import)?"""
+    return getattr(type(value), "is_device_array", False) is True
+
+
+def device_backed(container: _Container) -> _Container:
+    """Let `container` hold device values (a device plan reads or updates it); same object."""
+    if type(container) is _Container:
+        container.__class__ = _DeviceContainer
+    return container
 
 
 def _rebuild_shared(value, name, type_, strict, allow_downcast):

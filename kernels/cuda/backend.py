@@ -11,6 +11,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ...graph.evaluate import leaf_value, run_node
+from ...graph.shared import device_backed
 from ...graph.ops import blas, composite, elemwise, linalg, nnet, random, reduce, shape, shape_alloc
 from ...graph.ops import elemwise_math, fused_reduce, subtensor
 from ...graph.type import TensorType
@@ -154,15 +155,28 @@ def lower(var: Var):
     )
 
 
+# Host steps that read only their inputs' shapes and dtypes: a device input is not copied down.
+_SHAPE_ONLY = (shape.Shape, reduce.AxisSize)
+_SMALL = 4096  # bytes: host-computed values up to this size are uploaded only when they change
+
+
 class CudaPlan:
     """A graph as steps over slots: kernel steps launch generated code, host steps run perform.
 
-    Values move lazily: a kernel reads DeviceArrays (host values are copied up on first use), a host
-    step reads numpy arrays (device values are copied down), outputs come back as numpy arrays.
+    Residency: shared variables read by kernels live on the device (copied up once, then reused;
+    updates computed on the device stay there); constants are copied up once; small values
+    computed on the host (shapes, sizes) are copied up only when they change; a kernel step whose
+    inputs were all computed on the host runs its numpy perform there too (shape arithmetic stays
+    on the host, as Theano's GPU optimizer leaves it). Function inputs may be numpy arrays or
+    DeviceArrays; outputs come back as numpy arrays except where `keep_on_device` says so, and
+    updates of shared variables come back as they are (device values stay on the device).
     """
 
+    resident = True  # compiler/function.py: results may be DeviceArrays
+
     def __init__(
-        self, inputs: Sequence[Var], outputs: Sequence[Var], device, nan_guard: bool = False
+        self, inputs: Sequence[Var], outputs: Sequence[Var], device, nan_guard: bool = False,
+        updated: Sequence | None = None,
     ) -> None:
         self.device = device
         self.nan_guard = nan_guard
@@ -182,14 +196,58 @@ class CudaPlan:
                 arguments = tuple(slot_of[id(x)] for x in var.inputs)
                 self.steps.append((var, lowering, reason, arguments, slot))
             elif isinstance(var.op, Shared):
-                self.shared.append((slot, var.container))
+                self.shared.append((slot, device_backed(var.container)))
             elif isinstance(var.op, Input):
                 leaf_value(var, {})  # raises: the caller did not list this input
             else:
                 self.template[slot] = leaf_value(var, {})
                 self.constants.append(self.template[slot])
         self.output_slots = tuple(slot_of[id(v)] for v in outputs)
+        for target in updated or ():
+            if target is not None:
+                device_backed(target.container)
+        # per output: come back as a DeviceArray (Function's return_device sets the first ones)
+        self.keep_on_device = [False] * len(outputs)
+        # per output: an update of a shared variable, returned wherever its value is
+        self._as_is = [t is not None for t in updated] if updated else [False] * len(outputs)
+        self._place()
         self._module = None
+
+    def _place(self) -> None:
+        """Decide which steps run on the host and which shared values are read on the device.
+
+        A kernel step whose inputs were all computed on the host (shape arithmetic) runs there
+        too, unless a kernel reads its result on the device: then it runs on the device, as a
+        generator (an arange feeding an elementwise kernel is made where it is used).
+        """
+        constant = {k for k, v in enumerate(self.template) if v is not None}
+        readers: dict[int, list] = {}  # slot: [(step lowering, argument position)]
+        for var, lowering, _, args, slot in self.steps:
+            for position, i in enumerate(args):
+                readers.setdefault(i, []).append((lowering, position, slot, len(args)))
+        host_made: set[int] = set()  # slots computed on the host
+        self._on_host: list[bool] = []
+        device_read: set[int] = set()
+        for var, lowering, _, args, slot in self.steps:
+            if lowering is None:
+                on_host = True
+            elif isinstance(lowering, View):
+                on_host = args[0] in host_made
+            else:
+                data = [i for i in args if i not in constant]
+                on_host = bool(data) and all(i in host_made for i in data)
+                on_host = on_host and not _read_on_device(slot, readers)
+                if not on_host:
+                    positions = _host_inputs(lowering, len(args))
+                    device_read.update(i for k, i in enumerate(args) if k not in positions)
+            if on_host:
+                host_made.add(slot)
+            self._on_host.append(on_host)
+        self._host_made = host_made
+        self._device_shared = [slot in device_read for slot, _ in self.shared]
+        self._container_of = {slot: container for slot, container in self.shared}
+        self._device_constants: dict[int, DeviceArray] = {}
+        self._small_uploads: dict[int, tuple] = {}  # slot: ((bytes, dtype, shape), DeviceArray)
 
     # --- inspection ---
     def nodes(self) -> list[Var]:
@@ -219,23 +277,33 @@ class CudaPlan:
         return self._module
 
     def run(self, input_values: Sequence, times: list | None = None) -> list:
-        """Every output as a numpy array, from checked input values; shared values read first."""
+        """Every output from checked input values (numpy arrays or DeviceArrays); shared values
+        are read first. Outputs are numpy arrays except as `keep_on_device` and updates say."""
         module = self.module()
         values = self.template.copy()
         values[: self.n_inputs] = input_values
-        for slot, container in self.shared:
-            values[slot] = container.value
+        for (slot, container), on_device in zip(self.shared, self._device_shared):
+            values[slot] = self._resident(container) if on_device else container.value
+        cache: dict = {}  # this call's copies: (slot, "up" | "down") -> value
         for k, (var, lowering, _, args, slot) in enumerate(self.steps):
             start = time.perf_counter() if times is not None else 0.0
-            if lowering is None:
-                arguments = [self._host(values[i]) for i in args]
-                values[slot] = run_node(var, arguments)
+            if self._on_host[k]:
+                if isinstance(var.op, _SHAPE_ONLY):
+                    arguments = [_stand_in(values[i]) for i in args]
+                elif isinstance(lowering, View):
+                    arguments = [values[i] for i in args]
+                else:
+                    arguments = [self._host_arg(values, i, cache) for i in args]
+                if isinstance(lowering, View):
+                    values[slot] = lowering.apply(var, arguments, self._host)
+                else:
+                    values[slot] = run_node(var, arguments)
             elif isinstance(lowering, View):
                 values[slot] = lowering.apply(var, [values[i] for i in args], self._host)
             else:
                 on_host = _host_inputs(lowering, len(args))  # e.g. index inputs, read on the host
-                arguments = [self._host(values[i]) if k in on_host else self._device(values[i])
-                             for k, i in enumerate(args)]
+                arguments = [self._host_arg(values, i, cache) if p in on_host
+                             else self._device_arg(values, i, cache) for p, i in enumerate(args)]
                 _check_inputs(var, arguments)
                 try:
                     values[slot] = lowering.launch(self.device, module, arguments)
@@ -248,12 +316,72 @@ class CudaPlan:
                 times[k] += time.perf_counter() - start
             if self.nan_guard:
                 self._check_finite(var, values[slot])
-        return [self._host(values[i]) for i in self.output_slots]
+        results = []
+        for i, keep, as_is in zip(self.output_slots, self.keep_on_device, self._as_is):
+            if keep:
+                results.append(self._device_arg(values, i, cache))
+            elif as_is and isinstance(values[i], DeviceArray) and i not in self._container_of:
+                results.append(values[i])
+            else:
+                results.append(self._host_arg(values, i, cache))
+        return results
 
-    def _device(self, value) -> DeviceArray:
+    def _resident(self, container) -> DeviceArray:
+        """A shared container's value on this plan's device (copied up once per new value)."""
+        value = container.device_value
+        if value is None or value.device is not self.device:
+            value = self.device.to_device(np.asarray(container.value))
+            container.device_value = value
+        return value
+
+    def _device_arg(self, values: list, i: int, cache: dict) -> DeviceArray:
+        """Slot i's value on the device: copied up at most once per call (constants once, small
+        host-computed values when they change)."""
+        value = values[i]
         if isinstance(value, DeviceArray):
-            return value
-        return self.device.to_device(np.asarray(value))
+            if value.device is self.device:
+                return value
+            value = value.get()
+        found = cache.get((i, "up"))
+        if found is not None:
+            return found
+        container = self._container_of.get(i)
+        if container is not None:
+            found = self._resident(container)
+        elif self.template[i] is not None:  # a constant
+            found = self._device_constants.get(i)
+            if found is None:
+                found = self._device_constants[i] = self.device.to_device(np.asarray(value))
+        else:
+            array = np.asarray(value)
+            if i in self._host_made and array.nbytes <= _SMALL:
+                key = (array.tobytes(), array.dtype, array.shape)
+                last = self._small_uploads.get(i)
+                if last is not None and last[0] == key:
+                    found = last[1]
+                else:
+                    found = self.device.to_device(array)
+                    self._small_uploads[i] = (key, found)
+            else:
+                found = self.device.to_device(array)
+        cache[(i, "up")] = found
+        return found
+
+    def _host_arg(self, values: list, i: int, cache: dict):
+        """Slot i's value on the host: copied down at most once per call (a shared value once
+        per update: its container keeps the host copy)."""
+        value = values[i]
+        if isinstance(value, DeviceArray):
+            container = self._container_of.get(i)
+            if container is not None:
+                return container.value
+            found = cache.get((i, "down"))
+            if found is None:
+                found = cache[(i, "down")] = value.get()
+            return found
+        if isinstance(value, tuple):
+            return tuple(self._host(v) for v in value)
+        return value
 
     def _host(self, value):
         if isinstance(value, DeviceArray):
@@ -272,6 +400,26 @@ class CudaPlan:
                     f"NanGuardMode: {var.op} produced {bad} (output shape {out.shape}); "
                     f"node created at\n  {var.where()}"
                 )
+
+
+def _read_on_device(slot: int, readers: dict) -> bool:
+    """Does a kernel read `slot` as a device input (through views of it too)?"""
+    for lowering, position, out, n in readers.get(slot, ()):
+        if lowering is None:
+            continue
+        if isinstance(lowering, View):
+            if position == 0 and _read_on_device(out, readers):
+                return True
+        elif position not in _host_inputs(lowering, n):
+            return True
+    return False
+
+
+def _stand_in(value):
+    """A zero-byte array of `value`'s shape and dtype: for host steps that read only those."""
+    if isinstance(value, DeviceArray):
+        return np.broadcast_to(np.zeros((), value.dtype), value.shape)
+    return value
 
 
 def _kernels_of(lowering) -> list[Kernel]:
@@ -331,10 +479,12 @@ class CudaBackend:
         return fused_reduce_supported(var)
 
     def compile(
-        self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False
+        self, inputs: Sequence[Var], outputs: Sequence[Var], nan_guard: bool = False,
+        updated: Sequence | None = None,
     ) -> CudaPlan:
-        """The plan computing `outputs` from `inputs` on this backend's device."""
-        return CudaPlan(inputs, outputs, self.device, nan_guard)
+        """The plan computing `outputs` from `inputs` on this backend's device; `updated[k]` is
+        the shared variable output k updates (None: a plain output)."""
+        return CudaPlan(inputs, outputs, self.device, nan_guard, updated)
 
 
 def _gpu_device():

@@ -42,6 +42,7 @@ class DeviceArray:
     """An array in device memory: `shape`, `dtype`, and the device's handle to its bytes."""
 
     __slots__ = ("shape", "dtype", "handle", "device")
+    is_device_array = True  # graph/shared.py recognizes device values by this (it can't import us)
 
     def __init__(self, shape: tuple, dtype: np.dtype, handle, device) -> None:
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
@@ -59,6 +60,21 @@ class DeviceArray:
         """A host copy."""
         return self.device.to_host(self)
 
+    def copy(self) -> DeviceArray:
+        """A device copy (no host transfer)."""
+        return self.device.copy(self)
+
+    def row(self, k: int) -> DeviceArray:
+        """Row k (along the first axis) as a view of the same device memory."""
+        if not 0 <= k < self.shape[0]:
+            raise IndexError(f"row {k} is out of range for a device array of shape {self.shape}")
+        size = int(np.prod(self.shape[1:], dtype=np.int64))
+        return self.device.view(self, k * size, self.shape[1:])
+
+    def rows(self, stop: int) -> DeviceArray:
+        """The first `stop` rows as a view of the same device memory."""
+        return self.device.view(self, 0, (stop,) + self.shape[1:])
+
     def __repr__(self) -> str:
         where = type(self.device).__name__
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype.name}, on {where})"
@@ -67,6 +83,27 @@ class DeviceArray:
 # --- the emulator ---------------------------------------------------------------------------------
 
 GUARD = 256  # bytes of 0xFF before and after every buffer: a changed byte is an out-of-bounds write
+
+
+class Transfers:
+    """Counts of host<->device copies and their bytes, and of device-to-device copies."""
+
+    __slots__ = ("device_copies", "down_bytes", "down_calls", "up_bytes", "up_calls")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Set every count to zero."""
+        self.up_calls = self.up_bytes = self.down_calls = self.down_bytes = 0
+        self.device_copies = 0
+
+    def snapshot(self) -> dict:
+        """The counts as a dict."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        return f"Transfers({self.snapshot()})"
 
 
 class _Guarded:
@@ -91,6 +128,33 @@ class _Guarded:
         if after.size:
             return f"{after[-1] + 1} bytes after its end"
         return None
+
+
+class _GuardedView:
+    """`nbytes` bytes of a _Guarded buffer from byte `offset` (device views share memory)."""
+
+    __slots__ = ("base", "nbytes", "offset", "pointer")
+
+    def __init__(self, base: _Guarded, offset: int, nbytes: int) -> None:
+        self.base, self.offset, self.nbytes = base, offset, nbytes
+        self.pointer = base.pointer + offset
+
+    def data(self) -> np.ndarray:
+        return self.base.raw[GUARD + self.offset : GUARD + self.offset + self.nbytes]
+
+    def damage(self) -> str | None:
+        return self.base.damage()
+
+
+def _check_view(array: DeviceArray, offset: int, shape: tuple) -> int:
+    """The byte size of a view of `array` at element `offset` with `shape` (raises if outside)."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if offset < 0 or offset + size > array.size:
+        raise IndexError(
+            f"a view of {size} elements at offset {offset} does not fit in a device array of "
+            f"shape {array.shape}"
+        )
+    return size * array.dtype.itemsize
 
 
 _STACKS: list[int] = []  # the process's fiber stacks, shared by every module
@@ -164,6 +228,7 @@ class EmulatorDevice:
         self.seed = seed
         self._modules: dict[str, EmulatorModule] = {}
         self._lock = threading.Lock()
+        self.transfers = Transfers()
 
     @property
     def order(self) -> str:
@@ -217,11 +282,36 @@ class EmulatorDevice:
         array = np.asarray(array)
         out = self.empty(array.shape, array.dtype)
         out.handle.data()[:] = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+        self.transfers.up_calls += 1
+        self.transfers.up_bytes += out.nbytes
         return out
 
     def to_host(self, array: DeviceArray) -> np.ndarray:
         """A host copy of a device array."""
+        self.transfers.down_calls += 1
+        self.transfers.down_bytes += array.nbytes
         return array.handle.data().view(array.dtype).reshape(array.shape).copy()
+
+    def view(self, array: DeviceArray, offset: int, shape: tuple) -> DeviceArray:
+        """A DeviceArray of `shape` over `array`'s memory from element `offset` (no copy)."""
+        nbytes = _check_view(array, offset, shape)
+        handle = array.handle
+        start = offset * array.dtype.itemsize
+        if isinstance(handle, _GuardedView):
+            handle, start = handle.base, handle.offset + start
+        return DeviceArray(shape, array.dtype, _GuardedView(handle, start, nbytes), self)
+
+    def copy_into(self, target: DeviceArray, source: DeviceArray) -> None:
+        """Copy `source` into `target` on the device (same dtype and number of elements)."""
+        _check_copy(target, source)
+        self.transfers.device_copies += 1
+        target.handle.data()[:] = source.handle.data()
+
+    def copy(self, array: DeviceArray) -> DeviceArray:
+        """A new device array holding a copy of `array`."""
+        out = self.empty(array.shape, array.dtype)
+        self.copy_into(out, array)
+        return out
 
     # --- launches ---
     def launch(
@@ -270,6 +360,14 @@ class EmulatorDevice:
         """Launches are synchronous on the emulator."""
 
 
+def _check_copy(target: DeviceArray, source: DeviceArray) -> None:
+    if target.dtype != source.dtype or target.size != source.size:
+        raise ValueError(
+            f"device copy: cannot copy a {source.dtype.name} array of shape {source.shape} into "
+            f"a {target.dtype.name} array of shape {target.shape}"
+        )
+
+
 def _what(module: EmulatorModule, name: str) -> str:
     what = module.kernels[name].what
     return f"(kernel generated for {what})" if what else ""
@@ -305,6 +403,7 @@ class PyCudaDevice:
 
         self.driver = driver
         self.pool = DeviceMemoryPool()
+        self.transfers = Transfers()
         self.stream = driver.Stream()
         self._modules: dict[str, object] = {}
         major, minor = driver.Context.get_device().compute_capability()
@@ -336,20 +435,61 @@ class PyCudaDevice:
     def to_device(self, array: np.ndarray) -> DeviceArray:
         array = np.ascontiguousarray(array)
         out = self.empty(array.shape, array.dtype)
+        self.transfers.up_calls += 1
+        self.transfers.up_bytes += array.nbytes
         if array.nbytes:
-            self.driver.memcpy_htod(out.handle, array)
+            self.driver.memcpy_htod(int(out.handle), array)
         return out
 
     def to_host(self, array: DeviceArray) -> np.ndarray:
         out = np.empty(array.shape, array.dtype)
+        self.transfers.down_calls += 1
+        self.transfers.down_bytes += out.nbytes
         if out.nbytes:
-            self.driver.memcpy_dtoh(out, array.handle)
+            self.synchronize()  # the launches before it run on self.stream
+            self.driver.memcpy_dtoh(out, int(array.handle))
+        return out
+
+    def view(self, array: DeviceArray, offset: int, shape: tuple) -> DeviceArray:
+        """A DeviceArray of `shape` over `array`'s memory from element `offset` (no copy)."""
+        _check_view(array, offset, shape)
+        handle, start = array.handle, offset * array.dtype.itemsize
+        if isinstance(handle, _GpuView):
+            handle, start = handle.base, handle.offset + start
+        return DeviceArray(shape, array.dtype, _GpuView(handle, start), self)
+
+    def copy_into(self, target: DeviceArray, source: DeviceArray) -> None:
+        """Copy `source` into `target` on the device, in order with the launches."""
+        _check_copy(target, source)
+        self.transfers.device_copies += 1
+        if source.nbytes:
+            self.driver.memcpy_dtod_async(
+                int(target.handle), int(source.handle), source.nbytes, self.stream
+            )
+
+    def copy(self, array: DeviceArray) -> DeviceArray:
+        """A new device array holding a copy of `array`."""
+        out = self.empty(array.shape, array.dtype)
+        self.copy_into(out, array)
         return out
 
     def launch(self, module, name: str, grid: tuple, block: tuple, args: Sequence) -> None:
         function = module.get_function(name)
-        values = [a.handle if isinstance(a, DeviceArray) else a for a in args]
+        # device pointers pass as np.uintp: plain allocations and views (base + offset) alike
+        values = [np.uintp(int(a.handle)) if isinstance(a, DeviceArray) else a for a in args]
         function(*values, grid=_dims(grid), block=_dims(block), stream=self.stream)
 
     def synchronize(self) -> None:
         self.stream.synchronize()
+
+
+class _GpuView:
+    """A device pointer `offset` bytes into a PyCUDA allocation (kept alive by this view)."""
+
+    __slots__ = ("base", "offset")
+
+    def __init__(self, base, offset: int) -> None:
+        self.base, self.offset = base, offset
+
+    def __int__(self) -> int:
+        return int(self.base) + self.offset
