@@ -19,7 +19,8 @@ from ...graph.var import Input, Shared, Var, toposort
 from .device import DeviceArray, EmulatorDevice, EmulatorError
 from .elementwise import elementwise_kernel, supported as elementwise_supported
 from .fused_reduce import fused_reduce_kernel, supported_reduction as fused_reduce_supported
-from .gemm import gemm_kernel, gemm_supported
+from .gemm import GemmLowering, gemm_epilogue_kernel, gemm_kernel, gemm_supported
+from .gemm import extra_lowering as gemm_extra_lowering
 from .indexing import basic_subtensor, subtensor_kernel
 from ..user import CUDA_IMPLS
 from ..user_backends import explain_compile_error
@@ -28,42 +29,46 @@ from .reduction import reducible, reduction_kernel, softmax_kernel
 from .scalar import CTYPE
 
 _NO_KERNEL = "no CUDA kernel yet: runs its numpy perform on the host"
-# Ops that run on the host (numpy perform) in the CUDA backends, each with the reason.
+_DTYPES = "a kernel runs for real dtypes; this node's dtypes (bool, float16, complex) have none"
+# Ops that run on the host (numpy perform) in the CUDA backends, each with the reason. Most ops
+# here have kernels (random.py, conv.py, pool.py, scatter.py, gemm.py, control.py); their entry is
+# the reason given for the nodes those modules decline (dtypes with no CUDA C type).
 HOST_OPS: dict[type, str] = {
     reduce.AxisSize: "a scalar computed from the input's shape: no data to move",
     shape.Shape: "a shape is host metadata",
     shape.MakeVector: "builds a small host vector from scalars",
-    shape.Copy: _NO_KERNEL,
-    shape.Join: _NO_KERNEL,
-    linalg.TensorDot: "needs batched GEMM (not generated yet)",
-    blas.Ger: _NO_KERNEL,
-    reduce.CumSum: "needs a scan kernel (not generated yet)",
-    reduce.CumProd: "needs a scan kernel (not generated yet)",
-    nnet.SelectClass: _NO_KERNEL,
-    nnet.SelectClassGrad: "needs atomics-based scatter (not generated yet)",
-    subtensor.Subtensor: "advanced (integer array, boolean) indexing kernels are not generated yet",
-    subtensor.IncSubtensor: "inc_subtensor with atomics is not generated yet",
-    random.RandomOp: "the Philox generator is not generated yet (must match the CPU bits)",
+    shape.Copy: _DTYPES,
+    shape.Join: _DTYPES,
+    linalg.TensorDot: _DTYPES,
+    blas.Ger: _DTYPES,
+    reduce.CumSum: "needs a parallel prefix-scan kernel (not generated yet)",
+    reduce.CumProd: "needs a parallel prefix-scan kernel (not generated yet)",
+    nnet.SelectClass: _DTYPES,
+    nnet.SelectClassGrad: _DTYPES,
+    subtensor.Subtensor: _DTYPES,
+    subtensor.IncSubtensor: _DTYPES,
+    random.RandomOp: _DTYPES,
     # only where supported_reduction says no (complex or float16 values, scalar ops with no CUDA
     # rendering), which the pipeline never builds: its perform (body, then reduction) on the host
     fused_reduce.FusedReduce: "its dtypes or scalar ops have no CUDA rendering",
 }
-for _cls in (shape_alloc.ARange, shape_alloc.Alloc, shape_alloc.AllocDiag, shape_alloc.ArgSort,
-             shape_alloc.Diagonal, shape_alloc.DiagonalGrad, shape_alloc.Eye, shape_alloc.Nonzero,
-             shape_alloc.PutAlongAxis, shape_alloc.Repeat, shape_alloc.Roll, shape_alloc.Sort,
-             shape_alloc.SumToShape, shape_alloc.TakeAlongAxis, shape_alloc.Tile):
+for _cls in (shape_alloc.ARange, shape_alloc.Alloc, shape_alloc.Eye, shape_alloc.PutAlongAxis,
+             shape_alloc.Repeat, shape_alloc.Roll, shape_alloc.TakeAlongAxis, shape_alloc.Tile):
+    HOST_OPS[_cls] = _DTYPES
+for _cls in (shape_alloc.AllocDiag, shape_alloc.Diagonal, shape_alloc.DiagonalGrad,
+             shape_alloc.SumToShape):
     HOST_OPS[_cls] = _NO_KERNEL
+for _cls in (shape_alloc.ArgSort, shape_alloc.Sort, shape_alloc.Nonzero):
+    HOST_OPS[_cls] = "a sort or a compaction: no CUDA kernel yet (runs its numpy perform)"
 # Ops of modules that may be absent in a partial checkout: (module, class, reason).
 _OPTIONAL = [
-    ("conv", "Conv2d", "im2col + GEMM kernels are not generated yet"),
-    ("conv", "Conv2dGradInputs", "col2im kernels are not generated yet"),
-    ("conv", "Conv2dGradWeights", "im2col + GEMM kernels are not generated yet"),
-    ("pool", "Pool2d", "pooling kernels are not generated yet"),
-    ("pool", "MaxPool2dGrad", "pooling kernels are not generated yet"),
-    ("pool", "MaxPool2dGradGrad", "pooling kernels are not generated yet"),
-    ("pool", "AveragePool2dGrad", "pooling kernels are not generated yet"),
-    ("scan", "Scan", "a host loop over its inner graph's perform (device steps not generated yet)"),
-    ("ifelse", "IfElse", "a host branch: only the taken branch's values are needed"),
+    ("conv", "Conv2d", _DTYPES),
+    ("conv", "Conv2dGradInputs", _DTYPES),
+    ("conv", "Conv2dGradWeights", _DTYPES),
+    ("pool", "Pool2d", _DTYPES),
+    ("pool", "MaxPool2dGrad", _DTYPES),
+    ("pool", "MaxPool2dGradGrad", _DTYPES),
+    ("pool", "AveragePool2dGrad", _DTYPES),
 ]
 for _module, _name, _reason in _OPTIONAL:
     try:
@@ -106,6 +111,10 @@ KERNEL_OPS = (composite.Composite, elemwise.Elemwise, shape.DimShuffle, reduce.S
 # Modules whose `lowering(var)` claims the nodes it generates kernels for (after the tables above).
 _EXTRA_MODULES = [importlib.import_module(f".{name}", __package__)
                   for name in ("random", "conv", "pool", "scatter", "control")]
+for _module in _EXTRA_MODULES:  # a module's own reasons for the nodes it declines
+    HOST_OPS.update(getattr(_module, "HOST_REASONS", {}))
+# Op classes an extra module lowers for every node (no host reason needed).
+EXTRA_KERNEL_OPS = tuple(cls for m in _EXTRA_MODULES for cls in getattr(m, "KERNEL_OPS", ()))
 
 _GRAPH = __name__.rsplit(".", 3)[0] + ".graph"  # "theanine.graph": ops that must be covered
 
@@ -134,6 +143,9 @@ def lower(var: Var):
         return softmax_kernel(var), None
     if tensor and isinstance(op, (linalg.Dot, linalg.MatMul, blas.Gemm)) and gemm_supported(var):
         return gemm_kernel(var), None
+    products = gemm_extra_lowering(var)  # TensorDot, Ger, batched MatMul
+    if products is not None:
+        return products, None
     if basic_subtensor(var):
         return subtensor_kernel(var), None
     for module in _EXTRA_MODULES:  # each module's lowering(var): its lowering object, or None
@@ -203,6 +215,7 @@ class CudaPlan:
                 self.template[slot] = leaf_value(var, {})
                 self.constants.append(self.template[slot])
         self.output_slots = tuple(slot_of[id(v)] for v in outputs)
+        self._fuse_epilogues(slot_of)
         for target in updated or ():
             if target is not None:
                 device_backed(target.container)
@@ -212,6 +225,35 @@ class CudaPlan:
         self._as_is = [t is not None for t in updated] if updated else [False] * len(outputs)
         self._place()
         self._module = None
+
+    def _fuse_epilogues(self, slot_of: dict) -> None:
+        """A matrix product read only by one elementwise kernel (bias, activation) runs with it
+        as one GEMM kernel whose epilogue applies the elementwise body (gemm.py)."""
+        readers: dict[int, int] = {}
+        for step in self.steps:
+            for i in step[3]:
+                readers[i] = readers.get(i, 0) + 1
+        by_slot = {step[4]: k for k, step in enumerate(self.steps)}
+        fused: set[int] = set()
+        for k, (var, lowering, reason, args, slot) in enumerate(self.steps):
+            if lowering is None or not isinstance(getattr(lowering, "kernel", None), Kernel):
+                continue
+            if lowering.kernel.kind != "elementwise":
+                continue
+            for i in args:
+                source = by_slot.get(i)
+                if source is None or source in fused or readers.get(i) != 1:
+                    continue
+                if i in self.output_slots or not isinstance(self.steps[source][1], GemmLowering):
+                    continue
+                epilogue = gemm_epilogue_kernel(self.steps[source][0], var)
+                if epilogue is None:
+                    continue
+                arguments = tuple(slot_of[id(x)] for x in epilogue.inputs)
+                self.steps[k] = (var, epilogue, reason, arguments, slot)
+                fused.add(source)
+                break
+        self.steps = [step for k, step in enumerate(self.steps) if k not in fused]
 
     def _place(self) -> None:
         """Decide which steps run on the host and which shared values are read on the device.
@@ -304,7 +346,7 @@ class CudaPlan:
                 on_host = _host_inputs(lowering, len(args))  # e.g. index inputs, read on the host
                 arguments = [self._host_arg(values, i, cache) if p in on_host
                              else self._device_arg(values, i, cache) for p, i in enumerate(args)]
-                _check_inputs(var, arguments)
+                _check_inputs(var, arguments, getattr(lowering, "inputs", var.inputs))
                 try:
                     values[slot] = lowering.launch(self.device, module, arguments)
                 except (EmulatorError, ValueError, IndexError) as error:
@@ -440,9 +482,10 @@ def _host_inputs(lowering, n: int) -> frozenset:
     return frozenset(range(1, n)) if getattr(lowering, "host_indices", False) else frozenset()
 
 
-def _check_inputs(var: Var, arguments: Sequence[DeviceArray]) -> None:
-    """Raise ValueError when a kernel's argument does not have its input's ndim or static sizes."""
-    for k, (x, value) in enumerate(zip(var.inputs, arguments)):
+def _check_inputs(var: Var, arguments: Sequence[DeviceArray], inputs: Sequence[Var]) -> None:
+    """Raise ValueError when a kernel's argument does not have its input's ndim or static sizes
+    (`inputs`: the Vars the arguments hold, the node's own inputs unless a kernel fused more)."""
+    for k, (x, value) in enumerate(zip(inputs, arguments)):
         if not isinstance(x.type, TensorType) or not isinstance(value, DeviceArray):
             continue
         sizes = zip(x.type.shape, value.shape)

@@ -153,6 +153,9 @@ class ScanLowering:
         return tuple(results)
 
 
+KERNEL_OPS = (Scan, IfElse)  # every node of these runs on the device (backend's coverage test)
+
+
 def lowering(var: Var):
     """The lowering of `var` when this module generates its kernel, else None."""
     if isinstance(var.op, Scan):
