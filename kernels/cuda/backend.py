@@ -110,7 +110,7 @@ KERNEL_OPS = (composite.Composite, elemwise.Elemwise, shape.DimShuffle, reduce.S
 
 # Modules whose `lowering(var)` claims the nodes it generates kernels for (after the tables above).
 _EXTRA_MODULES = [importlib.import_module(f".{name}", __package__)
-                  for name in ("random", "conv", "pool", "scatter", "control")]
+                  for name in ("random", "conv", "pool", "scatter", "control", "extra_ops")]
 for _module in _EXTRA_MODULES:  # a module's own reasons for the nodes it declines
     HOST_OPS.update(getattr(_module, "HOST_REASONS", {}))
 # Op classes an extra module lowers for every node (no host reason needed).
