@@ -1,8 +1,11 @@
 """Numba lowerings of graph/ops/nnet.py's non-elementwise ops: softmax, log-softmax, class picking.
 
 The softmax axis is moved last (a view; one copy when that is not contiguous) and each row is done
-in one kernel: max, exp and sum, scale. Class labels are bounds-checked inside the kernel, which
-reports the first bad label so Python can raise numpy's IndexError instead of reading out of bounds.
+in one kernel: max, exp and sum, scale. float32 rows use `exp32`, special.exp_f32's algorithm (the
+fused loops' vectorizable exp, <= 2 ulps, bit for bit the same values) with 2^n built from its
+exponent bits, so every loop of the row vectorizes: libm's exp is a call per element. Class labels
+are bounds-checked inside the kernel, which reports the first bad label so Python can raise
+numpy's IndexError instead of reading out of bounds.
 """
 
 from __future__ import annotations
@@ -11,10 +14,131 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 from ...graph.ops import nnet as N
+from .special import _LN2_HI, _LN2_LO, _LOG2E
 
 njit = numba.njit(cache=True, error_model="numpy", nogil=True)
+inline = numba.njit(cache=True, error_model="numpy", inline="always")
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 `bits` (one LLVM bitcast)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@inline
+def _pow2(k):
+    """2 ** k as a float32 for an integer -126 <= k <= 127: its exponent field."""
+    return _float32_from_bits(np.int32((k + 127) << 23))
+
+
+@inline
+def exp32(x):
+    """special.exp_f32 (same reduction, polynomial and two-step scaling by 2^n, so the same bits),
+    with 2^(n/2) made from exponent bits instead of a chain of selects: the loop vectorizes."""
+    y = x if x > np.float32(-104.0) else np.float32(-104.0)
+    y = y if y < np.float32(89.0) else np.float32(89.0)
+    n = (y * np.float32(_LOG2E) + np.float32(12582912.0)) - np.float32(12582912.0)
+    r = (y - n * np.float32(_LN2_HI)) - n * np.float32(_LN2_LO)
+    p = np.float32(1.0 / 5040.0)
+    p = p * r + np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    k = np.int32(n)
+    a = k if k >= 0 else -k
+    half = a >> 1
+    rest = a - half
+    # p * 2^-h is p / 2^h exactly (a power of two, both correctly rounded), as exp_f32 divides
+    s1 = _pow2(half if k >= 0 else -half)
+    s2 = _pow2(rest if k >= 0 else -rest)
+    value = (p * s1) * s2
+    return value if x == x else x
+
+
+@njit
+def _has_nan(row):
+    bad = False
+    for j in range(row.shape[0]):
+        bad |= row[j] != row[j]
+    return bad
+
+
+@njit
+def _row_max(row):
+    """The row's maximum (NaN if it holds one), in four independent lanes: no serial chain."""
+    if _has_nan(row):
+        return np.float32(np.nan)
+    a0 = a1 = a2 = a3 = row[0]
+    m = row.shape[0]
+    j = 0
+    while j + 4 <= m:
+        v = row[j]
+        a0 = v if v > a0 else a0
+        v = row[j + 1]
+        a1 = v if v > a1 else a1
+        v = row[j + 2]
+        a2 = v if v > a2 else a2
+        v = row[j + 3]
+        a3 = v if v > a3 else a3
+        j += 4
+    for k in range(j, m):
+        v = row[k]
+        a0 = v if v > a0 else a0
+    a0 = a1 if a1 > a0 else a0
+    a2 = a3 if a3 > a2 else a2
+    return a2 if a2 > a0 else a0
+
+
+@njit
+def _exp_shifted(row, top, exps, out, log):
+    """exps = exp(row - top), and out = row - top when `log`."""
+    for j in range(row.shape[0]):
+        z = row[j] - top
+        exps[j] = exp32(z)
+        if log:
+            out[j] = z
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True, fastmath={"reassoc"})
+def _total(values):
+    """The float64 sum of a float32 row, reassociated into vector lanes (no exp in here: the
+    flag would also let the compiler undo exp32's rounding trick)."""
+    total = 0.0
+    for j in range(values.shape[0]):
+        total += np.float64(values[j])
+    return total
+
+
+@njit
+def softmax_rows_f32(x, out, log):
+    """float32 softmax (log-softmax when `log`) of each row, every loop vectorized."""
+    scratch = np.empty(x.shape[1], np.float32)
+    for i in range(x.shape[0]):
+        row, dest = x[i], out[i]
+        _exp_shifted(row, _row_max(row), scratch, dest, log)
+        total = _total(scratch)
+        if log:
+            shift = math.log(total)
+            for j in range(dest.shape[0]):
+                dest[j] = dest[j] - shift
+        else:
+            scale = 1.0 / total
+            for j in range(dest.shape[0]):
+                dest[j] = scratch[j] * scale
 
 
 @njit
@@ -77,7 +201,7 @@ def _softmax(log: bool):
             matrix = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1] if moved.ndim else 1)
             out = np.empty(matrix.shape, dtype)
             if out.size:
-                softmax_rows(matrix, out, log)
+                (softmax_rows_f32 if dtype == np.float32 else softmax_rows)(matrix, out, log)
             return np.moveaxis(out.reshape(moved.shape), -1, op.axis)
 
         return run

@@ -1,17 +1,16 @@
-"""Numba lowerings of graph/ops/shape.py, shape_alloc.py, composite.Proj and random.py.
+"""Numba lowerings of graph/ops/shape.py, shape_alloc.py and composite.Proj.
 
 Three kinds. Views: ops that only change metadata (dimshuffle, reshape, shape, basic indexing) run
 their numpy perform, which returns a view without touching the data. Kernels: SumToShape reuses the
 reduction kernels. Numpy steps, each with its reason: pure data movement (copy, tile, sort ...)
-where numpy's loops already run at memory speed, data-dependent output shapes (nonzero), and the
-random draws, which must produce the py backend's Philox streams bit for bit.
+where numpy's loops already run at memory speed, and data-dependent output shapes (nonzero).
+The random draws are lowered in random.py.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ...graph.ops import random as RND
 from ...graph.ops import shape as S
 from ...graph.ops import shape_alloc as A
 from ...graph.ops.composite import Proj
@@ -55,7 +54,6 @@ def _sum_to_shape(op, var):
     return run
 
 
-_RANDOM = "random streams: the py backend's Philox draws, bit for bit (no numba port yet)"
 _MOVES = "data movement only: numpy's copy loops already run at memory speed"
 LOWERINGS = {
     S.DimShuffle: view,
@@ -83,10 +81,4 @@ NUMPY_STEPS = {
     A.TakeAlongAxis: _MOVES + " (a gather)",
     A.PutAlongAxis: "a scatter-add with repeated indices (np.add.at); no numba kernel yet",
     A.Nonzero: "data-dependent output shape",
-    RND.AdvanceState: _RANDOM,
-    RND.RandomDraw: _RANDOM,
-    RND.Multinomial: _RANDOM,
-    RND.Permutation: _RANDOM,
-    RND.Choice: _RANDOM,
-    RND.RowChoice: _RANDOM,
 }
