@@ -1,9 +1,9 @@
 """Numba lowerings of graph/ops/nnet.py's non-elementwise ops: softmax, log-softmax, class picking.
 
 The softmax axis is moved last (a view; one copy when that is not contiguous) and each row is done
-in one kernel: max, exp and sum, scale. float32 rows use `exp32`, special.exp_f32's algorithm (the
-fused loops' vectorizable exp, <= 2 ulps, bit for bit the same values) with 2^n built from its
-exponent bits, so every loop of the row vectorizes: libm's exp is a call per element. Class labels
+in one kernel: max, exp and sum, scale. float32 rows use special.exp_f32 (the fused loops'
+vectorizable exp, <= 2 ulps), so every loop of the row vectorizes: libm's exp is a call per
+element. Class labels
 are bounds-checked inside the kernel, which reports the first bad label so Python can raise
 numpy's IndexError instead of reading out of bounds.
 """
@@ -14,59 +14,15 @@ import math
 
 import numba
 import numpy as np
-from llvmlite import ir
-from numba.core import types
-from numba.extending import intrinsic
 
 from ...graph.ops import nnet as N
-from .special import _LN2_HI, _LN2_LO, _LOG2E
+from .special import exp_f32
 
 njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 inline = numba.njit(cache=True, error_model="numpy", inline="always")
 
 
-@intrinsic
-def _float32_from_bits(typingctx, bits):
-    """The float32 whose bit pattern is the int32 `bits` (one LLVM bitcast)."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
-
-
-@inline
-def _pow2(k):
-    """2 ** k as a float32 for an integer -126 <= k <= 127: its exponent field."""
-    return _float32_from_bits(np.int32((k + 127) << 23))
-
-
-@inline
-def exp32(x):
-    """special.exp_f32 (same reduction, polynomial and two-step scaling by 2^n, so the same bits),
-    with 2^(n/2) made from exponent bits instead of a chain of selects: the loop vectorizes."""
-    y = x if x > np.float32(-104.0) else np.float32(-104.0)
-    y = y if y < np.float32(89.0) else np.float32(89.0)
-    n = (y * np.float32(_LOG2E) + np.float32(12582912.0)) - np.float32(12582912.0)
-    r = (y - n * np.float32(_LN2_HI)) - n * np.float32(_LN2_LO)
-    p = np.float32(1.0 / 5040.0)
-    p = p * r + np.float32(1.0 / 720.0)
-    p = p * r + np.float32(1.0 / 120.0)
-    p = p * r + np.float32(1.0 / 24.0)
-    p = p * r + np.float32(1.0 / 6.0)
-    p = p * r + np.float32(0.5)
-    p = p * r + np.float32(1.0)
-    p = p * r + np.float32(1.0)
-    k = np.int32(n)
-    a = k if k >= 0 else -k
-    half = a >> 1
-    rest = a - half
-    # p * 2^-h is p / 2^h exactly (a power of two, both correctly rounded), as exp_f32 divides
-    s1 = _pow2(half if k >= 0 else -half)
-    s2 = _pow2(rest if k >= 0 else -rest)
-    value = (p * s1) * s2
-    return value if x == x else x
+exp32 = exp_f32  # the fused loops' float32 exp (it vectorizes: 2^n from exponent bits)
 
 
 @njit
