@@ -1,7 +1,8 @@
 """LSTM forward + backward (input 64, hidden 128, 50 steps, batch 32, loss on the last state).
 
-Times theanine (modes numba and py) and, when installed, PyTorch's nn.LSTM, in one run; the compile
-time of the theanine function is measured cold (empty cache, new process) and warm (second process).
+Times theanine (modes numba and py) and, when installed, PyTorch's nn.LSTM and PyTensor (modes
+NUMBA and FAST_RUN, in its own venv: bench/pytensor_venv.sh), in one run; the compile time of the
+theanine function is measured cold (empty cache, new process) and warm (second process).
 Usage: python bench/lstm.py [--repeat 20] [--out bench/results/lstm.md]
 """
 
@@ -62,6 +63,31 @@ def torch_row(repeat: int, data: np.ndarray):
     return ("PyTorch nn.LSTM (eager) " + torch.__version__, *timed(call, repeat))
 
 
+PYTENSOR_PYTHON = os.environ.get("THEANINE_BENCH_PYTENSOR", "/work/venvs/pytensor/bin/python")
+
+
+def pytensor_rows(repeat: int) -> list:
+    """PyTensor's rows (modes NUMBA and FAST_RUN, its C backend), run by bench/lstm_pytensor.py in
+    PyTensor's own venv (it pins numba <= 0.65.1) with an empty compile directory each."""
+    if not os.path.exists(PYTENSOR_PYTHON):
+        return []
+    rows = []
+    for mode in ("NUMBA", "FAST_RUN"):
+        env = dict(os.environ, PYTENSOR_FLAGS=f"compiledir={tempfile.mkdtemp(prefix='pt-')}",
+                   NUMBA_CACHE_DIR=tempfile.mkdtemp(prefix="pt-numba-"))
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstm_pytensor.py")
+        out = subprocess.run([PYTENSOR_PYTHON, script, "--mode", mode, "--repeat", str(repeat)],
+                             env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            rows.append((f"PyTensor {mode}: failed ({out.stderr.strip().splitlines()[-1]})",
+                         float("nan"), float("nan"), float("nan")))
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        name = f"PyTensor {r['pytensor']} {mode} (numba {r['numba']}; compile {r['compile_s']:.1f} s)"
+        rows.append((name, r["median_ms"], r["min_ms"], r["max_ms"]))
+    return rows
+
+
 def first_call_seconds(mode: str, cache: str) -> float:
     """Build, compile and run once in a new process with the given cache directory."""
     code = (
@@ -87,6 +113,7 @@ def main() -> None:
     peer = torch_row(args.repeat, data)
     if peer:
         rows.append(peer)
+    rows += pytensor_rows(args.repeat)
     cache = tempfile.mkdtemp(prefix="theanine-bench-")
     cold, warm = first_call_seconds("numba", cache), first_call_seconds("numba", cache)
     load = os.getloadavg()

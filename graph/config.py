@@ -26,6 +26,7 @@ _FLAGS: dict[str, tuple[object, tuple | None, str]] = {
     "profile": (False, (True, False), "profile every function"),
     "traceback__limit": (3, None, "frames kept in a node's creation trace"),
     "cache_dir": ("", None, "compile cache directory (THEANINE_CACHE overrides)"),
+    "numba__scan_loop": (True, (True, False), "mode numba compiles a whole scan into one loop"),
     "print_active_device": (False, (True, False), "accepted for compatibility"),
 }
 

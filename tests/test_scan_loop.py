@@ -185,3 +185,13 @@ def test_slice_gradients_fill_one_buffer_in_the_loop():
     loop_body = backward[backward.index("def scan_"):]
     assert loop_body.count(".copy()") == 1
     assert loop_body.count("] += ") == 3
+
+
+def test_the_flag_numba__scan_loop_keeps_the_per_step_plan(monkeypatch):
+    monkeypatch.setattr(theanine.config, "numba__scan_loop", False)
+    a = T.lvector("a")
+    fib, _ = theanine.scan(lambda x1, x2: x1 + x2,
+                           outputs_info=dict(initial=a, taps=[-2, -1]), n_steps=6)
+    got, want, f = _both([a], fib, np.array([1, 1]))
+    assert _compiled(f) == [False]
+    np.testing.assert_array_equal(got, want)

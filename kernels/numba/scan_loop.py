@@ -69,11 +69,15 @@ class _Writer:
         self.names: dict[int, str] = {}
         self.readers = readers  # id(var) -> how many times the body reads it (outputs count)
         self.fresh: set[int] = set()  # ids of values in memory of their own, written by this step
+        self.by_text: dict[str, str] = {}  # helper text -> its name
 
     def helper(self, text: str) -> str:
-        """Add a helper function (text with the name HELPER); return its name."""
-        name = f"h{len(self.helpers)}"
-        self.helpers.append(text.replace("HELPER", name))
+        """Add a helper function (text with the name HELPER), or find the same one written
+        before (each compiled once: numba's compile time is per function); return its name."""
+        name = self.by_text.get(text)
+        if name is None:
+            name = self.by_text[text] = f"h{len(self.helpers)}"
+            self.helpers.append(text.replace("HELPER", name))
         return name
 
     def node(self, var: Var, out: str) -> list[str]:
@@ -411,7 +415,9 @@ def loop_runner(op: Scan, fallback):
     """The runner of a Scan node in mode numba: the compiled loop when its body allows, else
     `fallback` (the per-step plan's runner). A failed compiled run is run again by the fallback,
     which raises the error naming the output, the step and the shapes."""
-    loop = compile_loop(op)
+    from ...graph.config import config
+
+    loop = compile_loop(op) if config.numba__scan_loop else None
     if loop is None:
         return fallback
 
