@@ -288,6 +288,10 @@ class CompiledLoop:
     def run(self, op: Scan, n_steps, values: tuple) -> tuple:
         """The node's outputs; raises a bare exception on a shape problem (see the module doc)."""
         steps, seqs, buffers, lags, nonseqs = op.prepare(n_steps, values)
+        # C order, copied once here if need be: each step's rows are then C-ordered arrays to
+        # numba, which its loops vectorize, instead of strided views copied at every step
+        seqs = [np.ascontiguousarray(s) for s in seqs]
+        nonseqs = [np.ascontiguousarray(x) for x in nonseqs]
         extra = [c for c in self.constants] + [container.value for container in self.shared]
         outs = self.function(np.int64(steps), *seqs, *buffers, *nonseqs, *extra)
         done, nitsots = int(outs[0]), list(outs[1:])
