@@ -264,3 +264,17 @@ def test_dtypes_are_preserved(name, fn, ref, static, dtype):
     expected = np.asarray(ref(data))
     np.testing.assert_allclose(value, expected)
     assert out.dtype == value.dtype.name == expected.dtype.name
+
+
+def test_sum_to_shape_keeps_narrow_integer_dtypes():
+    import theanine
+
+    from theanine.graph.ops.shape_alloc import sum_to_shape
+
+    g = T.tensor(dtype="int8", shape=(None, None, None), name="g")
+    x = T.tensor(dtype="int8", shape=(None, 1), name="x")
+    out = sum_to_shape(g, x)
+    gv = np.arange(24, dtype="int8").reshape(2, 3, 4)
+    got = theanine.function([g, x], out, mode="py")(gv, np.zeros((3, 1), "int8"))
+    assert got.dtype == np.int8 and out.dtype == "int8"
+    np.testing.assert_array_equal(got, gv.sum(axis=0).sum(axis=1, keepdims=True).astype("int8"))

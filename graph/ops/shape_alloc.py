@@ -86,11 +86,12 @@ class SumToShape(Op):
         return TensorType(g.dtype, x.type.shape)
 
     def perform(self, g, x):
+        dtype = g.dtype  # numpy sums narrow integers as int64: the result keeps g's dtype
         lead = g.ndim - x.ndim
         g = g.sum(axis=tuple(range(lead))) if lead else g
         axes = tuple(a for a, (dg, dx) in enumerate(zip(g.shape, x.shape)) if dx == 1 and dg != 1)
         out = g.sum(axis=axes, keepdims=True) if axes else g
-        return np.asarray(out).astype(g.dtype, copy=False)
+        return np.asarray(out).astype(dtype, copy=False)
 
     def pullback(self, inputs, output, g):
         gg, x = inputs

@@ -28,7 +28,6 @@ from .kernel import CudaCompileError, Kernel
 from .reduction import reducible, reduction_kernel, softmax_kernel
 from .scalar import CTYPE
 
-_NO_KERNEL = "no CUDA kernel yet: runs its numpy perform on the host"
 _DTYPES = "a kernel runs for real dtypes; this node's dtypes (bool, float16, complex) have none"
 # Ops that run on the host (numpy perform) in the CUDA backends, each with the reason. Most ops
 # here have kernels (random.py, conv.py, pool.py, scatter.py, gemm.py, control.py); their entry is
@@ -41,8 +40,8 @@ HOST_OPS: dict[type, str] = {
     shape.Join: _DTYPES,
     linalg.TensorDot: _DTYPES,
     blas.Ger: _DTYPES,
-    reduce.CumSum: "needs a parallel prefix-scan kernel (not generated yet)",
-    reduce.CumProd: "needs a parallel prefix-scan kernel (not generated yet)",
+    reduce.CumSum: _DTYPES,
+    reduce.CumProd: _DTYPES,
     nnet.SelectClass: _DTYPES,
     nnet.SelectClassGrad: _DTYPES,
     subtensor.Subtensor: _DTYPES,
@@ -56,10 +55,11 @@ for _cls in (shape_alloc.ARange, shape_alloc.Alloc, shape_alloc.Eye, shape_alloc
              shape_alloc.Repeat, shape_alloc.Roll, shape_alloc.TakeAlongAxis, shape_alloc.Tile):
     HOST_OPS[_cls] = _DTYPES
 for _cls in (shape_alloc.AllocDiag, shape_alloc.Diagonal, shape_alloc.DiagonalGrad,
-             shape_alloc.SumToShape):
-    HOST_OPS[_cls] = _NO_KERNEL
-for _cls in (shape_alloc.ArgSort, shape_alloc.Sort, shape_alloc.Nonzero):
-    HOST_OPS[_cls] = "a sort or a compaction: no CUDA kernel yet (runs its numpy perform)"
+             shape_alloc.SumToShape, shape_alloc.ArgSort, shape_alloc.Sort):
+    HOST_OPS[_cls] = _DTYPES
+HOST_OPS[shape_alloc.Nonzero] = (
+    "a compaction whose output size depends on the data: runs its numpy perform on the host"
+)
 # Ops of modules that may be absent in a partial checkout: (module, class, reason).
 _OPTIONAL = [
     ("conv", "Conv2d", _DTYPES),
