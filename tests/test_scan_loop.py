@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -180,11 +182,14 @@ def test_slice_gradients_fill_one_buffer_in_the_loop():
     xv = RNG.normal(size=(4, 2, 5)).astype("float32")
     wv = RNG.normal(size=(5, 9)).astype("float32")
     got, want, f = _both([x, w], gw, xv, wv)
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    # float32 through tanh (a few ulps) and a sum over steps: small entries of a gradient whose
+    # entries reach 11 carry absolute, not relative, errors
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
     backward = [r.loop.source for r in _scan_runners(f) if hasattr(r, "loop")][-1]
     loop_body = backward[backward.index("def scan_"):]
-    assert loop_body.count(".copy()") == 1
-    assert loop_body.count("] += ") == 3
+    assert loop_body.count(".copy()") == 1  # the first gate's gradient copies the zeros ...
+    writes = re.findall(r"h\d+\((v\d+)\[:, [\d:]+\], ", loop_body)
+    assert len(writes) == 3 and len(set(writes)) == 3  # ... the others add into that buffer
 
 
 def test_the_flag_numba__scan_loop_keeps_the_per_step_plan(monkeypatch):

@@ -107,15 +107,24 @@ class _Writer:
                 if id(x) in self.fresh and self.readers.get(id(x)) == 1 and x.type == var.type:
                     # x is this step's own new array and nothing else reads it: write into it
                     # (a chain of slice gradients filling one buffer)
-                    return [f"{out} = {args[0]}", f"{out}[{key}] {verb} {args[1]}"]
-                return [f"{out} = {args[0]}.copy()", f"{out}[{key}] {verb} {args[1]}"]
+                    first = f"{out} = {args[0]}"
+                else:
+                    first = f"{out} = {args[0]}.copy()"
+                target_ndim = var.ndim - sum(isinstance(e, int) for e in op.idx)
+                y = var.inputs[1]
+                if target_ndim == 0 or y.ndim > target_ndim:
+                    return [first, f"{out}[{key}] {verb} {args[1]}"]
+                put = self.helper(_put_source(target_ndim, y, "+=" if verb == "+=" else "="))
+                return [first, f"{put}({out}[{key}], {args[1]})"]
         if isinstance(op, shape.DimShuffle) and var.inputs[0].ndim:
             return self._dimshuffle(var, out, args[0])
         if isinstance(op, linalg.Dot) and _blas_types(var):
             return [f"{out} = np.dot({args[0]}, {args[1]})"]
         if isinstance(op, blas.Gemm) and _blas_types(var) and var.ndim == 2:
-            z, alpha, x, y, beta = args
-            return [f"{out} = {alpha} * np.dot({x}, {y}) + {beta} * {z}"]
+            # the scaling as a loop: numba compiles array expressions slowly (~1 s each)
+            pattern = tuple(d == 1 for d in var.inputs[0].type.shape)
+            gemm = self.helper(_gemm_source(pattern))
+            return [f"{out} = {gemm}({', '.join(args)})"]
         if isinstance(op, _REDUCTIONS) and var.inputs[0].ndim and _reducible(var.inputs[0].dtype):
             return self._reduction(var, out, args, type(op).__name__.lower())
         if isinstance(op, fused_reduce.FusedReduce) and var.inputs[0].ndim:
@@ -250,6 +259,47 @@ class _Writer:
                 if d == "x":
                     step(f"np.expand_dims({value}, {position})")
         return lines + [f"{out} = {value}"]
+
+
+def _put_source(ndim: int, y: Var, verb: str) -> str:
+    """A helper writing (verb "=") or adding ("+=") y into the array `target` of rank `ndim`, y
+    broadcast as numpy does (missing leading axes; axes typed size 1), its shape checked."""
+    lead = ndim - y.ndim
+    pattern = tuple(True for _ in range(lead)) + tuple(d == 1 for d in y.type.shape)
+    lines = ["def HELPER(target, y):"]
+    for a in range(ndim):
+        if not pattern[a]:
+            lines.append(f"    if y.shape[{a - lead}] != target.shape[{a}]:")
+            lines.append("        raise ValueError('a value does not fit the rows it is written to')")
+    depth = 1
+    for a in range(ndim):
+        lines.append("    " * depth + f"for i{a} in range(target.shape[{a}]):")
+        depth += 1
+    source_index = ", ".join("0" if pattern[a] else f"i{a}" for a in range(lead, ndim))
+    target_index = ", ".join(f"i{a}" for a in range(ndim))
+    value = f"y[{source_index}]" if y.ndim else "y"
+    lines.append("    " * depth + f"target[{target_index}] {verb} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _gemm_source(z_pattern: tuple) -> str:
+    """beta * z + alpha * dot(x, y) with z broadcast along its axes typed size 1."""
+    index = ", ".join("0" if z_pattern[a] else f"i{a}" for a in range(2))
+    lines = [
+        "def HELPER(z, alpha, x, y, beta):",
+        "    p = np.dot(x, y)",
+    ]
+    for a in range(2):
+        if not z_pattern[a]:
+            lines.append(f"    if z.shape[{a}] != p.shape[{a}]:")
+            lines.append("        raise ValueError('gemm: z does not fit the product')")
+    lines += [
+        "    for i0 in range(p.shape[0]):",
+        "        for i1 in range(p.shape[1]):",
+        f"            p[i0, i1] = alpha * p[i0, i1] + beta * z[{index}]",
+        "    return p",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _index(pattern: tuple, ndim: int) -> str:
@@ -391,7 +441,11 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         if op.inner_outputs[i].ndim:
             step.append(f"if {value}.shape != b{i}.shape[1:]:")
             step.append("    raise ValueError('scan: a state changed shape between steps')")
-        step.append(f"b{i}[(t + {op.lag(i)}) % size{i}] = {value}")
+        if op.inner_outputs[i].ndim:  # an array row: a loop (numba's setitem compiles slowly)
+            put = writer.helper(_put_source(op.inner_outputs[i].ndim, op.inner_outputs[i], "="))
+            step.append(f"{put}(b{i}[(t + {op.lag(i)}) % size{i}], {value})")
+        else:
+            step.append(f"b{i}[(t + {op.lag(i)}) % size{i}] = {value}")
     for m in range(n_nitsot):
         value = results[n_states + m]
         out = op.inner_outputs[n_states + m]
@@ -403,7 +457,11 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         else:
             step.append("if t == 0:")
             step.append(f"    o{m} = np.empty((n_steps,), np.{out.dtype})")
-        step.append(f"o{m}[t] = {value}")
+        if out.ndim:
+            put = writer.helper(_put_source(out.ndim, out, "="))
+            step.append(f"{put}(o{m}[t], {value})")
+        else:
+            step.append(f"o{m}[t] = {value}")
     if op.until:
         step.append(f"if {results[-1]}:")
         step.append("    done = t + 1")
