@@ -32,8 +32,9 @@ dtype except where float64 is named):
 - uniform: u = u24(word e) for float32 and float16, u53(words 2e, 2e+1) for float64;
   low + (high - low) * u (float16 computes in float32, then rounds).
 - normal (Box-Muller): pair j takes uniforms (u1, u2) = (u24(2j), u24(2j+1)) for float32/16 or
-  (u53(4j, 4j+1), u53(4j+2, 4j+3)) for float64; in float64 r = sqrt(-2 log u1), t = 2 pi u2,
-  z[2j] = r cos t, z[2j+1] = r sin t; z is rounded to the dtype; out = avg + std * z.
+  (u53(4j, 4j+1), u53(4j+2, 4j+3)) for float64; in float64 r = sqrt(-2 log u1),
+  z[2j] = r cos(2 pi u2), z[2j+1] = r sin(2 pi u2), with this module's own log (`log_positive`)
+  and sin/cos (`sincos_2pi`); z is rounded to the dtype; out = avg + std * z.
 - binomial(n, p): with N = max n, element e runs trials t < n_e on words e N + t; successes are
   u33(word) < p (p in float64).
 - integers(low, high) (inclusive): low + below(word e, high - low + 1).
@@ -47,9 +48,11 @@ dtype except where float64 is named):
   of permutation(n); without replacement with p, the m smallest of -log(u53(words 2i, 2i+1)) / p_i
   (float64), stably.
 All of this is exact integer or correctly rounded arithmetic, so another implementation matches bit
-for bit, except where log/cos/sin enter (normal; choice without replacement with p), which libraries
-may round differently: there results agree to about one float64 ulp before rounding to the dtype
-(a C version with glibc's libm reproduces numpy's normals exactly).
+for bit. That includes normals: libraries round log, sin and cos differently (numpy's float64 log
+is not glibc's, nor a GPU's), so Box-Muller does not call them but spells them out from + - * /,
+sqrt and exact bit moves (`log_positive`, `sincos_2pi`), and the numba and CUDA kernels repeat the
+same operations in the same order. Only choice without replacement with p calls numpy's log; it
+runs as numpy code in every mode.
 """
 
 from __future__ import annotations
@@ -158,14 +161,96 @@ def _uniforms(state: np.ndarray, n: int, dtype: str) -> np.ndarray:
     return u24(stream_words(state, n))
 
 
+# --- log and sin/cos of 2 pi u from + - * / sqrt and bit moves only -------------------------------
+# Box-Muller's float64 log, sin and cos are written out here, and step for step the same in the
+# numba and CUDA kernels, because libraries round them differently (numpy's AVX-512 log differs
+# from glibc's by one ulp on about 0.35% of arguments; a GPU's libm is yet another). Every step
+# is an IEEE basic operation (correctly rounded everywhere, each a separate operation: never an
+# FMA) or an exact bit move, a comparison or a select, so every backend gets the same bits.
+# Accuracy: log within 1 ulp, sin and cos within 1.5 ulp (tests/test_normal_transform.py).
+# Coefficients are exact values rounded once: 2/(2j+1) (atanh's series) and the Taylor
+# coefficients (-1)^j (pi/2)^i / i! of sin(pi r / 2) and cos(pi r / 2), from 60-digit pi.
+
+LN2_HI = float.fromhex("0x1.62e42fefa3800p-1")  # ln 2 cut to 42 bits: k * LN2_HI is exact
+LN2_LO = float.fromhex("0x1.ef35793c76730p-45")  # ln 2 - LN2_HI, rounded
+SQRT2 = float.fromhex("0x1.6a09e667f3bcdp+0")  # mantissas from here down are halved
+# log(1 + f) = 2 atanh(s) = f - s (f - T), s = f / (2 + f), T = s^2 (2/3 + 2/5 s^2 + ... 2/21 s^18)
+ATANH = tuple(float.fromhex(c) for c in (
+    "0x1.5555555555555p-1", "0x1.999999999999ap-2", "0x1.2492492492492p-2",
+    "0x1.c71c71c71c71cp-3", "0x1.745d1745d1746p-3", "0x1.3b13b13b13b14p-3",
+    "0x1.1111111111111p-3", "0x1.e1e1e1e1e1e1ep-4", "0x1.af286bca1af28p-4",
+    "0x1.8618618618618p-4"))  # fmt: skip
+# sin(pi r / 2) = r + r (HALF_PI_M1 + r^2 (SIN[0] + r^2 (SIN[1] + ...))): r^3 .. r^19
+HALF_PI_M1 = float.fromhex("0x1.243f6a8885a31p-1")  # pi / 2 - 1
+SIN = tuple(float.fromhex(c) for c in (
+    "-0x1.4abbce625be53p-1", "0x1.466bc6775aae2p-4", "-0x1.32d2cce62bd86p-8",
+    "0x1.50783487ee782p-13", "-0x1.e3074fde8871fp-19", "0x1.e8f434d018d63p-25",
+    "-0x1.6fadb9f155744p-31", "0x1.aaec32af93359p-38", "-0x1.8a404211f9547p-45"))  # fmt: skip
+# cos(pi r / 2) = (1 - r^2) + r^2 (COS_1 + r^2 (COS[0] + r^2 (COS[1] + ...))): r^4 .. r^18
+COS_1 = float.fromhex("-0x1.de9e64df22ef3p-3")  # 1 - (pi / 2)^2 / 2
+COS = tuple(float.fromhex(c) for c in (
+    "0x1.03c1f081b5ac4p-2", "-0x1.55d3c7e3cbffap-6", "0x1.e1f506891babbp-11",
+    "-0x1.a6d1f2a204a8cp-16", "0x1.f9d38a3763cc3p-22", "-0x1.b6e24f44b128fp-28",
+    "0x1.20c62c2f2d7f5p-34", "-0x1.2a0c591af8314p-41"))  # fmt: skip
+
+
+def horner(x: np.ndarray, coefficients: tuple) -> np.ndarray:
+    """c0 + x (c1 + x (c2 + ...)), innermost first, one rounded * and + per step."""
+    p = np.full_like(x, coefficients[-1])
+    for c in reversed(coefficients[:-1]):
+        p = c + x * p
+    return p
+
+
+def log_positive(x: np.ndarray) -> np.ndarray:
+    """Natural log of positive normal float64 values (within 1 ulp), the same bits everywhere.
+
+    x = 2^k m with m in [sqrt(1/2), sqrt(2)) (exponent and mantissa from the bits), f = m - 1
+    (exact), s = f / (2 + f), log x = k LN2_HI + (f + (k LN2_LO - s (f - T(s^2)))).
+    """
+    bits = np.asarray(x, dtype=np.float64).view(np.uint64)
+    k = ((bits >> np.uint64(52)) & np.uint64(0x7FF)).astype(np.int64) - 1023
+    m = ((bits & np.uint64(0xFFFFFFFFFFFFF)) | np.uint64(0x3FF0000000000000)).view(np.float64)
+    big = m >= SQRT2
+    m = np.where(big, m * 0.5, m)
+    k = (k + big).astype(np.float64)
+    f = m - 1.0
+    s = f / (2.0 + f)
+    s2 = s * s
+    t = s2 * horner(s2, ATANH)
+    return k * LN2_HI + (f + (k * LN2_LO - s * (f - t)))
+
+
+def sincos_2pi(u: np.ndarray) -> tuple:
+    """(sin 2 pi u, cos 2 pi u) of float64 u in [0, 1) (within 1.5 ulp), the same bits everywhere.
+
+    x = 4 u (exact) = q + r with q an integer and r in [-1/2, 1/2] (exact), so 2 pi u =
+    q pi / 2 + pi r / 2: polynomials give sin and cos of pi r / 2, and the quadrant q mod 4 swaps
+    and negates them.
+    """
+    x = np.asarray(u, dtype=np.float64) * 4.0
+    q = np.floor(x)
+    r = x - q
+    up = r > 0.5
+    r = np.where(up, r - 1.0, r)
+    q = np.where(up, q + 1.0, q).astype(np.int64) & 3
+    r2 = r * r
+    s = r + r * (HALF_PI_M1 + r2 * horner(r2, SIN))
+    w = 1.0 - r2  # 1 - r^2 rounded; (1 - w) - r^2 is its rounding error, computed exactly
+    c = w + (((1.0 - w) - r2) + r2 * (COS_1 + r2 * horner(r2, COS)))
+    sin = np.where(q == 0, s, np.where(q == 1, c, np.where(q == 2, -s, -c)))
+    cos = np.where(q == 0, c, np.where(q == 1, -s, np.where(q == 2, -c, s)))
+    return sin, cos
+
+
 def _normals(state: np.ndarray, n: int, dtype: str) -> np.ndarray:
     """n standard normals by Box-Muller in float64, rounded to `dtype`."""
     pairs = -(-n // 2)
     u = _uniforms(state, 2 * pairs, dtype).astype(np.float64)
-    r = np.sqrt(-2.0 * np.log(u[0::2]))
-    t = 2.0 * np.pi * u[1::2]
+    r = np.sqrt(-2.0 * log_positive(u[0::2]))
+    sin, cos = sincos_2pi(u[1::2])
     z = np.empty(2 * pairs, dtype=np.float64)
-    z[0::2], z[1::2] = r * np.cos(t), r * np.sin(t)
+    z[0::2], z[1::2] = r * cos, r * sin
     return z[:n].astype(dtype)
 
 

@@ -9,15 +9,12 @@ in the same order and precision. Bit for bit the same as mode 'py', on the emula
   replacement, and the state update (`AdvanceState`): exact integer arithmetic plus correctly
   rounded + and *, where every a + b * c is written __fadd_rn(a, __fmul_rn(b, c)) (and the
   double versions) so that nvcc cannot fuse it into an FMA, which numpy does not do.
-- normal, float32: Box-Muller runs in double as on the CPU (r = sqrt(-2 log u1), t = 2 pi u2,
-  r cos t, r sin t) and rounds to float32. log, cos and sin come from the device's libm, which
-  need not round as numpy does: numpy's float64 log (its AVX-512 loop, on CPUs that have it)
-  differs from glibc's, which the emulator calls, by one ulp on about 0.35% of arguments; CUDA
-  documents its double log within 1 ulp and sin/cos within 2 ulp. A float32 normal changes only
-  when its double value lies within those ulps of a float32 rounding boundary (about 1e-8 per
-  number): identical in practice (tested on 100k draws).
-- normal, float64: the same computation; agrees with mode 'py' to 2 ulp, most numbers
-  identical (99.85% here). Exact identity would need the CPU side to fix its own log/cos/sin.
+- normal (float32, float64): Box-Muller in double as on the CPU (r = sqrt(-2 log u1),
+  r cos 2 pi u2, r sin 2 pi u2), rounded to the dtype. log, sin and cos are not the device's
+  libm (which rounds differently from numpy's, as glibc's does) but graph/ops/random.py's
+  `log_positive` and `sincos_2pi` written out operation for operation (normal_transform.py):
+  + - * / and sqrt as __dadd_rn, __dsub_rn, __dmul_rn, __ddiv_rn, __dsqrt_rn (each correctly
+  rounded, never fused), exact bit moves, floor and comparisons, so the bits match mode 'py'.
 Checks that the CPU's perform makes on parameter values (binomial's p in [0, 1], non-negative
 probabilities) run on the host where those values are constants; values computed on the device
 are not read back (a p outside [0, 1] then acts as the comparison u < p implies).
@@ -46,6 +43,7 @@ from ...graph.ops.random import (
 from ...graph.var import Constant, Var
 from .elementwise import contiguous_strides
 from .kernel import Kernel, kernel_name
+from .normal_transform import BOX_MULLER
 from .scalar import CTYPE, ctype
 from .templates import finish
 
@@ -136,13 +134,6 @@ __device__ __forceinline__ double th_mul(const double a, const double b) {
 #endif
 }"""
 
-BOX_MULLER = r"""// Box-Muller in double, as graph/ops/random.py:_normals
-__device__ __forceinline__ void th_box_muller(const double u1, const double u2, double z[2]) {
-  const double r = sqrt(-2.0 * log(u1));
-  const double t = (2.0 * 3.141592653589793) * u2;
-  z[0] = r * cos(t);
-  z[1] = r * sin(t);
-}"""
 
 CATEGORY = r"""// the category of uniform u among running float64 sums of p[0], p[step], ... (k entries):
 // min(k - 1, #{j : s_j <= u * s_(k-1)}), as graph/ops/random.py:_category
@@ -261,6 +252,18 @@ class _Params:
 
 def _constant(x: Var):
     return np.asarray(x.op.data) if isinstance(x.op, Constant) else None
+
+
+def _upload(lowering, device, x: Var, value: np.ndarray):
+    """`value` (input x's host value) on the device: copied up once per device when x is a
+    constant (dropout's n = 1), so a training step does not send it again; else every launch."""
+    if not isinstance(x.op, Constant):
+        return device.to_device(value)
+    cache = lowering.__dict__.setdefault("_uploaded", {})
+    found = cache.get(id(x))
+    if found is None or found[0] is not device:
+        found = cache[id(x)] = (device, device.to_device(value))
+    return found[1]
 
 
 # --- AdvanceState ---------------------------------------------------------------------------------
@@ -416,7 +419,7 @@ class DrawLowering:
                     f"random_integers: need low <= high and high - low < 2**32, got ranges from "
                     f"{span.min() - 1} to {span.max() - 1}"
                 )
-            a, b = device.to_device(low), device.to_device(high)
+            a, b = (_upload(self, device, x, v) for x, v in zip(self.var.inputs[2:], (low, high)))
         out = device.empty(shape, self.var.dtype)
         if n:
             blocks = -(-n // self.per)
@@ -498,7 +501,7 @@ class BinomialLowering:
         if n:
             group = 4 // most if 1 <= most <= 4 else 1  # about one Philox block per group
             groups = -(-n // group)
-            on_device = device.to_device(trials)
+            on_device = _upload(self, device, self.var.inputs[2], trials)
             args = [
                 state,
                 out,
@@ -593,7 +596,7 @@ class MultinomialLowering:
                 np.int64(most),
                 np.int64(k),
                 pvals,
-                device.to_device(trials),
+                _upload(self, device, self.var.inputs[2], trials),
             ]
             args += [np.int64(d) for d in batch]
             row_steps = contiguous_strides(pvals.shape)[:-1]

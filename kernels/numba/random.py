@@ -4,12 +4,15 @@ The kernels reproduce the reference perform exactly (see the algorithm in graph/
 the draw's words are made block by block (one Philox call gives four words) for a chunk of CHUNK
 elements at a time into a small buffer, and each element is then a pure function of its words
 and its parameters. Chunks are independent, so large draws run them in `prange` (above
-PARALLEL_SIZE words of work). Arithmetic keeps the reference's types: uniforms are exact in both float
-widths, so a kernel stores one into the output element and reads it back, which makes the affine
-map `low + (high - low) * u` run in the output's dtype as numpy's does. Box-Muller takes its
-logarithm from numpy between two kernels: numpy's SIMD float64 log rounds differently from libm's
-in about one case in 300, while its cos and sin are libm's. float16 draws, which numba has no
-arithmetic for, run the perform; bool integer draws are made as int64 and cast as the perform does.
+PARALLEL_SIZE words of work). Arithmetic keeps the reference's types: uniforms are exact in both
+float widths, so a kernel stores one into the output element and reads it back, which makes the
+affine map `low + (high - low) * u` run in the output's dtype as numpy's does. Normals are
+bit-identical too: Box-Muller calls no libm function (libraries round log, sin and cos
+differently) but repeats, operation for operation, the reference's `log_positive` and
+`sincos_2pi`, built from + - * /, sqrt and exact bit moves, which LLVM rounds as numpy does
+(numba is given no fastmath, so nothing is fused into an FMA or reassociated). float16 draws,
+which numba has no arithmetic for, run the perform; bool integer draws are made as int64 and
+cast as the perform does.
 Multinomial, permutation and choice stay numpy steps (their reasons are in NUMPY_STEPS).
 """
 
@@ -30,18 +33,20 @@ inline = numba.njit(cache=True, error_model="numpy", inline="always")
 
 CHUNK = 2048  # elements per buffer of words: a multiple of 4, so every chunk starts a block
 # A draw runs its chunks on numba's threads from this much work, counted in words made (a normal
-# counts 12 per element: its libm cos and sin cost about that): the elementwise loops' bound
-# (THEANINE_PARALLEL_SIZE sets both). Measured on the 2-core machine: a 128x1000 float32 dropout
-# mask takes 0.17 ms on one thread (the perform 4 ms) and 0.085 ms on two with the other core
-# idle, but 8-16 ms with it busy (a scheduler tick to wake the worker); 2^20 float32 uniforms
-# 0.93 -> 0.54 ms idle. Threads only pay where one thread needs several milliseconds.
+# counts 12 per element: its log, sin and cos polynomials cost about that): the elementwise
+# loops' bound (THEANINE_PARALLEL_SIZE sets both). Measured on the 2-core machine: a 128x1000
+# float32 dropout mask takes 0.17 ms on one thread (the perform 4 ms) and 0.085 ms on two with
+# the other core idle, but 8-16 ms with it busy (a scheduler tick to wake the worker); 2^20
+# float32 uniforms 0.93 -> 0.54 ms idle. Threads only pay where one thread needs several
+# milliseconds.
 PARALLEL_SIZE = PARALLEL_ELEMENTWISE
 
 _MASK = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 _M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 _W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)
-_TWO_PI = 2.0 * math.pi  # the reference computes (2.0 * np.pi) * u: this product, then u
+_EXPONENT, _MANTISSA = np.uint64(0x7FF), np.uint64(0xFFFFFFFFFFFFF)
+_ONE_BITS = np.uint64(0x3FF0000000000000)  # the exponent bits of 1.0
 
 
 @inline
@@ -158,36 +163,78 @@ def binomial_chunk(state, out, trials, p, st, sp, most, lo, hi):
         o[i] = count
 
 
-@njit
-def pair_uniforms_chunk(state, u1, u2, wide, lo, hi):
-    """Box-Muller's uniforms of pairs lo .. hi - 1 (u53 pairs of words when wide, else u24)."""
-    a, b = u1[lo:hi], u2[lo:hi]
-    if wide:
-        buf, skip = fill_words(state, 4 * lo, 4 * (hi - lo))
-        w = buf[skip:]
-        for i in range(hi - lo):
-            a[i] = u53(w[4 * i], w[4 * i + 1])
-            b[i] = u53(w[4 * i + 2], w[4 * i + 3])
-    else:
-        buf, skip = fill_words(state, 2 * lo, 2 * (hi - lo))
-        w = buf[skip:]
-        for i in range(hi - lo):
-            a[i] = u24(w[2 * i])
-            b[i] = u24(w[2 * i + 1])
+@inline
+def horner(x, coefficients):
+    """c0 + x (c1 + x (c2 + ...)), innermost first, as graph/ops/random.py:horner."""
+    p = coefficients[len(coefficients) - 1]
+    for i in range(len(coefficients) - 2, -1, -1):
+        p = coefficients[i] + x * p
+    return p
+
+
+@inline
+def log_positive(x):
+    """log x of a positive normal float64, step for step graph/ops/random.py:log_positive."""
+    bits = np.float64(x).view(np.uint64)
+    k = np.int64((bits >> np.uint64(52)) & _EXPONENT) - 1023
+    m = np.uint64((bits & _MANTISSA) | _ONE_BITS).view(np.float64)
+    if m >= R.SQRT2:
+        m = m * 0.5
+        k += 1
+    kf = np.float64(k)
+    f = m - 1.0
+    s = f / (2.0 + f)
+    s2 = s * s
+    t = s2 * horner(s2, R.ATANH)
+    return kf * R.LN2_HI + (f + (kf * R.LN2_LO - s * (f - t)))
+
+
+@inline
+def sincos_2pi(u):
+    """(sin 2 pi u, cos 2 pi u) of u in [0, 1), step for step graph/ops/random.py:sincos_2pi."""
+    x = u * 4.0
+    q = np.floor(x)
+    r = x - q
+    if r > 0.5:
+        r = r - 1.0
+        q = q + 1.0
+    quadrant = np.int64(q) & 3
+    r2 = r * r
+    s = r + r * (R.HALF_PI_M1 + r2 * horner(r2, R.SIN))
+    w = 1.0 - r2
+    c = w + (((1.0 - w) - r2) + r2 * (R.COS_1 + r2 * horner(r2, R.COS)))
+    if quadrant == 0:
+        return s, c
+    if quadrant == 1:
+        return c, -s
+    if quadrant == 2:
+        return -s, -c
+    return -c, s
 
 
 @njit
-def normal_chunk(log_u1, u2, out, avg, std, sa, ss, n, lo, hi):
-    """Pairs lo .. hi - 1: z = sqrt(-2 log u1) (cos t, sin t), t = 2 pi u2, rounded to out's
-    dtype (by storing it), then avg + std * z in that dtype; the last pair may have one element."""
-    for j in range(lo, hi):
-        r = math.sqrt(-2.0 * log_u1[j])
-        t = _TWO_PI * u2[j]
-        e = 2 * j
-        out[e] = r * math.cos(t)
+def normal_chunk(state, out, avg, std, sa, ss, wide, lo, hi):
+    """Box-Muller pairs lo .. hi - 1: z = sqrt(-2 log u1) (cos 2 pi u2, sin 2 pi u2), rounded to
+    out's dtype (by storing it), then avg + std * z in that dtype; the last pair may have one
+    element. Uniforms: u53 of words 4j .. 4j + 3 when wide, else u24 of words 2j, 2j + 1."""
+    n = out.shape[0]
+    per = 4 if wide else 2
+    buf, skip = fill_words(state, per * lo, per * (hi - lo))
+    w = buf[skip:]
+    for i in range(hi - lo):
+        if wide:
+            u1 = u53(w[4 * i], w[4 * i + 1])
+            u2 = u53(w[4 * i + 2], w[4 * i + 3])
+        else:
+            u1 = u24(w[2 * i])
+            u2 = u24(w[2 * i + 1])
+        r = math.sqrt(-2.0 * log_positive(u1))
+        sin, cos = sincos_2pi(u2)
+        e = 2 * (lo + i)
+        out[e] = r * cos
         out[e] = avg[_at(e, sa)] + std[_at(e, ss)] * out[e]
         if e + 1 < n:
-            out[e + 1] = r * math.sin(t)
+            out[e + 1] = r * sin
             out[e + 1] = avg[_at(e + 1, sa)] + std[_at(e + 1, ss)] * out[e + 1]
 
 
@@ -243,35 +290,19 @@ def binomial_parallel(state, out, trials, p, st, sp, most, chunk):
 
 
 @njit
-def pair_uniforms_serial(state, u1, u2, wide):
-    """Box-Muller's uniforms, every chunk of pairs in order."""
-    n = u1.shape[0]
-    for c in range((n + CHUNK - 1) // CHUNK):
-        pair_uniforms_chunk(state, u1, u2, wide, c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
-@njit_parallel
-def pair_uniforms_parallel(state, u1, u2, wide):
-    """Box-Muller's uniforms, chunks spread over numba's threads."""
-    n = u1.shape[0]
-    for c in numba.prange((n + CHUNK - 1) // CHUNK):
-        pair_uniforms_chunk(state, u1, u2, wide, c * CHUNK, min(n, (c + 1) * CHUNK))
-
-
-@njit
-def normal_serial(log_u1, u2, out, avg, std, sa, ss):
-    """Box-Muller's second half over every pair, in order."""
-    pairs, n = u2.shape[0], out.shape[0]
+def normal_serial(state, out, avg, std, sa, ss, wide):
+    """All chunks of pairs of a normal draw, in order."""
+    pairs = (out.shape[0] + 1) // 2
     for c in range((pairs + CHUNK - 1) // CHUNK):
-        normal_chunk(log_u1, u2, out, avg, std, sa, ss, n, c * CHUNK, min(pairs, (c + 1) * CHUNK))
+        normal_chunk(state, out, avg, std, sa, ss, wide, c * CHUNK, min(pairs, (c + 1) * CHUNK))
 
 
 @njit_parallel
-def normal_parallel(log_u1, u2, out, avg, std, sa, ss):
-    """Box-Muller's second half, chunks of pairs spread over numba's threads."""
-    pairs, n = u2.shape[0], out.shape[0]
+def normal_parallel(state, out, avg, std, sa, ss, wide):
+    """All chunks of pairs of a normal draw, spread over numba's threads."""
+    pairs = (out.shape[0] + 1) // 2
     for c in numba.prange((pairs + CHUNK - 1) // CHUNK):
-        normal_chunk(log_u1, u2, out, avg, std, sa, ss, n, c * CHUNK, min(pairs, (c + 1) * CHUNK))
+        normal_chunk(state, out, avg, std, sa, ss, wide, c * CHUNK, min(pairs, (c + 1) * CHUNK))
 
 
 @njit
@@ -346,13 +377,9 @@ def _normal(op, dtype):
         n = int(np.prod(shape, dtype=np.int64))
         out = np.empty(n, dtype)
         if n:
-            pairs = (n + 1) // 2
-            u1, u2 = np.empty(pairs), np.empty(pairs)
-            _pick(pair_uniforms_serial, pair_uniforms_parallel, 2 * n)(state, u1, u2, wide)
-            np.log(u1, out=u1)  # numpy's own log, as the reference (see the module docstring)
             avg, sa = _flat(a, shape, dtype)
             std, ss = _flat(b, shape, dtype)
-            _pick(normal_serial, normal_parallel, 12 * n)(u1, u2, out, avg, std, sa, ss)
+            _pick(normal_serial, normal_parallel, 12 * n)(state, out, avg, std, sa, ss, wide)
         return out.reshape(shape)
 
     return run
