@@ -200,3 +200,43 @@ def test_the_flag_numba__scan_loop_keeps_the_per_step_plan(monkeypatch):
     got, want, f = _both([a], fib, np.array([1, 1]))
     assert _compiled(f) == [False]
     np.testing.assert_array_equal(got, want)
+
+
+def test_slice_writes_broadcast_as_numpy_does():
+    m, r, c = T.dtensor3("m"), T.dvector("r"), T.dcol("c")
+
+    def step(x):
+        a = T.inc_subtensor(x[:, 1:3], r)  # a row added to every row of the slice
+        b = T.set_subtensor(a[1:, :2], c)  # a column written across
+        return b
+
+    out, _ = theanine.map(step, sequences=m)
+    mv = RNG.normal(size=(3, 4, 5))
+    rv, cv = np.array([10.0, 20.0]), np.arange(3.0).reshape(3, 1)
+    got, want, f = _both([m, r, c], out, mv, rv, cv)
+    assert _compiled(f) == [True]
+    np.testing.assert_array_equal(got, want)
+    expected = mv.copy()
+    expected[:, :, 1:3] += rv
+    expected[:, 1:, :2] = cv
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError):
+        f(mv, np.ones(3), cv)
+
+
+def test_a_loop_numba_cannot_compile_warns_and_runs_step_by_step(monkeypatch):
+    from numba.core.errors import TypingError
+
+    from theanine.kernels.numba import scan_loop
+
+    def broken(self, op, n_steps, values):
+        raise TypingError("a generator bug")
+
+    monkeypatch.setattr(scan_loop.CompiledLoop, "run", broken)
+    x = T.dvector("x")
+    out, _ = theanine.scan(lambda acc: acc * 2.0, outputs_info=x, n_steps=3)
+    f = theanine.function([x], out, mode="numba")
+    with pytest.warns(RuntimeWarning, match=r"failed to compile \(a generator bug\).*step by step"):
+        got = f(np.ones(2))
+    np.testing.assert_array_equal(got, [[2, 2], [4, 4], [8, 8]])
+    np.testing.assert_array_equal(f(np.ones(2)), got)  # no second warning: it stays per-step

@@ -23,7 +23,7 @@ import os
 import warnings
 
 import numpy as np
-from numba.core.errors import NumbaPerformanceWarning
+from numba.core.errors import NumbaError, NumbaPerformanceWarning
 
 from ...graph.ops import blas, composite, fused_reduce, linalg, reduce, shape, subtensor
 from ...graph.ops.scan import Scan
@@ -51,11 +51,11 @@ def _constant_key(idx: tuple) -> str | None:
         if isinstance(e, int) and not isinstance(e, bool):
             parts.append(str(e))
         elif isinstance(e, tuple) and e[0] == "slice":
-            bounds = e[1:]
-            if any(b is not None and not isinstance(b, int) for b in bounds):
+            start, stop, step = e[1:]
+            if any(b is not None and not isinstance(b, int) for b in (start, stop, step)):
                 return None
-            text = ":".join("" if b is None else str(b) for b in bounds)
-            parts.append(text.rstrip(":") or ":")
+            text = f"{'' if start is None else start}:{'' if stop is None else stop}"
+            parts.append(text if step is None else f"{text}:{step}")
         else:
             return None  # newaxis, index inputs, advanced indices
     return ", ".join(parts) if parts else None
@@ -114,7 +114,7 @@ class _Writer:
                 y = var.inputs[1]
                 if target_ndim == 0 or y.ndim > target_ndim:
                     return [first, f"{out}[{key}] {verb} {args[1]}"]
-                put = self.helper(_put_source(target_ndim, y, "+=" if verb == "+=" else "="))
+                put = self.helper(_put_source(target_ndim, y, verb))
                 return [first, f"{put}({out}[{key}], {args[1]})"]
         if isinstance(op, shape.DimShuffle) and var.inputs[0].ndim:
             return self._dimshuffle(var, out, args[0])
@@ -329,11 +329,12 @@ def _reducible(dtype: str) -> bool:
 class CompiledLoop:
     """The generated loop of one Scan and what its wrapper passes to it."""
 
-    __slots__ = ("function", "constants", "shared", "source", "warm")
+    __slots__ = ("function", "constants", "shared", "source", "warm", "broken")
 
     def __init__(self, function, constants: list, shared: list, source: str) -> None:
         self.function, self.constants, self.shared, self.source = function, constants, shared, source
         self.warm = False  # compiled for the argument types seen so far
+        self.broken = False  # numba could not compile it: the per-step plan runs instead
 
     def run(self, op: Scan, n_steps, values: tuple) -> tuple:
         """The node's outputs; raises a bare exception on a shape problem (see the module doc)."""
@@ -484,6 +485,8 @@ def loop_runner(op: Scan, fallback):
         return fallback
 
     def run(n_steps, *values):
+        if loop.broken:
+            return fallback(n_steps, *values)
         try:
             if loop.warm:
                 return loop.run(op, n_steps, values)
@@ -492,6 +495,14 @@ def loop_runner(op: Scan, fallback):
                 result = loop.run(op, n_steps, values)
             loop.warm = True
             return result
+        except NumbaError as error:  # our generated code did not compile: a bug of ours
+            loop.broken = True
+            warnings.warn(
+                f"theanine: the compiled loop of {op} failed to compile ({str(error)[:200]}); "
+                "it runs step by step instead. Please report this.",
+                RuntimeWarning, stacklevel=2,
+            )
+            return fallback(n_steps, *values)
         except Exception as error:
             fallback(n_steps, *values)  # raises the precise error
             raise error
