@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 
 import numpy as np
@@ -309,8 +310,6 @@ def _index(pattern: tuple, ndim: int) -> str:
 
 def _rename(text: str, prefix: str) -> str:
     """Render_body's temporaries t0, t1 .. as <prefix>t0 ..: unique across inline scalar bodies."""
-    import re
-
     return re.sub(r"\bt(\d+)\b", lambda m: f"{prefix}t{m.group(1)}", text)
 
 
@@ -497,8 +496,9 @@ def loop_runner(op: Scan, fallback):
             return result
         except NumbaError as error:  # our generated code did not compile: a bug of ours
             loop.broken = True
+            reason = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # numba colours its text
             warnings.warn(
-                f"theanine: the compiled loop of {op} failed to compile ({str(error)[:200]}); "
+                f"theanine: the compiled loop of {op} failed to compile ({reason[:200]}); "
                 "it runs step by step instead. Please report this.",
                 RuntimeWarning, stacklevel=2,
             )
