@@ -109,7 +109,10 @@ class _RecurrentBase(MergeLayer):
         if key in self._init_index:
             state = inputs[self._init_index[key]]
         else:
-            # one learned (or constant) row repeated over the batch, as Lasagne does
+            # one learned (or constant) row repeated over the batch, as Lasagne does; an
+            # n-d state (1, c, h, w) is read as (c, h, 1, w) so that dot sums its size-1 axis
+            if param.ndim > 2:
+                param = param.dimshuffle(list(range(1, param.ndim - 1)) + [0, param.ndim - 1])
             state = T.dot(T.ones((num_batch, 1), dtype=param.dtype), param)
         return state if state.dtype == dtype else T.cast(state, dtype)
 

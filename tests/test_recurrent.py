@@ -456,3 +456,24 @@ def test_example_runs(name, line, capsys, tmp_path):
         assert 0 < value < 0.2  # mean squared error of [0, 1] pixels: far below an untrained net
     else:
         assert 0.1 < value <= 1.0
+
+
+def test_convolutional_recurrent_layer_with_its_default_initial_state():
+    """An n-d state (conv maps) starts from the learned hid_init (1, c, h, w) repeated over the
+    batch, as Lasagne's CustomRecurrentLayer does."""
+    from theanine import layers as L
+
+    x = T.tensor5("x")
+    conv = {"num_filters": 2, "filter_size": (3, 3), "pad": "same", "nonlinearity": None}
+    in_to_hid = L.Conv2DLayer(L.InputLayer((None, 1, 6, 5)), **conv)
+    hid_to_hid = L.Conv2DLayer(L.InputLayer((None, 2, 6, 5)), **conv)
+    net = L.CustomRecurrentLayer(L.InputLayer((None, 4, 1, 6, 5), input_var=x), in_to_hid,
+                                 hid_to_hid, nonlinearity=L.nonlinearities.tanh)
+    hid_init = [p for p in net.get_params() if p.name and "hid_init" in p.name][0]
+    assert hid_init.get_value().shape == (1, 2, 6, 5)
+    hid_init.set_value(np.random.default_rng(1).normal(size=(1, 2, 6, 5)).astype(hid_init.dtype))
+    xv = np.zeros((3, 4, 1, 6, 5), dtype=theanine.config.floatX)
+    out = theanine.function([x], L.get_output(net), mode="py")(xv)
+    assert out.shape == (3, 4, 2, 6, 5)
+    # with no input, step 1 is tanh(hid_to_hid(h0) + biases): the same for every batch row
+    np.testing.assert_allclose(out[0], out[2], rtol=1e-6)

@@ -259,34 +259,66 @@ class CudaPlan:
         """Decide which steps run on the host and which shared values are read on the device.
 
         A kernel step whose inputs were all computed on the host (shape arithmetic) runs there
-        too, unless a kernel reads its result on the device: then it runs on the device, as a
-        generator (an arange feeding an elementwise kernel is made where it is used).
+        too, unless a kernel running on the device reads its result there and no step reads it
+        on the host (or it may be large): then it runs on the device, as a generator (an arange
+        feeding an elementwise kernel is made where it is used). A small value read both ways (a
+        slice bound also added to another) stays on the host and is uploaded when it changes.
+        Readers decide for their inputs, so this is iterated from an optimistic start (every
+        candidate on the host) until no step moves; steps only ever move to the device.
         """
         constant = {k for k, v in enumerate(self.template) if v is not None}
-        readers: dict[int, list] = {}  # slot: [(step lowering, argument position)]
-        for var, lowering, _, args, slot in self.steps:
-            for position, i in enumerate(args):
-                readers.setdefault(i, []).append((lowering, position, slot, len(args)))
-        host_made: set[int] = set()  # slots computed on the host
-        self._on_host: list[bool] = []
-        device_read: set[int] = set()
-        for var, lowering, _, args, slot in self.steps:
-            if lowering is None:
-                on_host = True
-            elif isinstance(lowering, View):
-                on_host = args[0] in host_made
-            else:
-                data = [i for i in args if i not in constant]
-                on_host = bool(data) and all(i in host_made for i in data)
-                on_host = on_host and not _read_on_device(slot, readers)
-                if not on_host:
-                    positions = _host_inputs(lowering, len(args))
-                    device_read.update(i for k, i in enumerate(args) if k not in positions)
-            if on_host:
-                host_made.add(slot)
-            self._on_host.append(on_host)
+        steps = self.steps
+        readers: dict[int, list] = {}  # slot: [(step index, argument position)]
+        for k, step in enumerate(steps):
+            for position, i in enumerate(step[3]):
+                readers.setdefault(i, []).append((k, position))
+        on_host = [True] * len(steps)
+
+        def host_read(k: int, position: int) -> bool:  # does step k need the host value?
+            var, lowering = steps[k][0], steps[k][1]
+            if on_host[k] or lowering is None:
+                return not isinstance(var.op, _SHAPE_ONLY)  # those read only shape and dtype
+            if isinstance(lowering, View):
+                return False
+            return position in _host_inputs(lowering, len(steps[k][3]))
+
+        def device_read(slot: int) -> bool:  # does a device step read `slot` on the device?
+            for k, position in readers.get(slot, ()):
+                lowering = steps[k][1]
+                if on_host[k] or lowering is None:
+                    continue
+                if isinstance(lowering, View):
+                    if position == 0 and device_read(steps[k][4]):
+                        return True
+                elif position not in _host_inputs(lowering, len(steps[k][3])):
+                    return True
+            return False
+
+        changed = True
+        while changed:
+            changed, host_made = False, set()
+            for k, (var, lowering, _, args, slot) in enumerate(steps):
+                if lowering is None:
+                    now = True
+                elif isinstance(lowering, View):
+                    now = args[0] in host_made
+                else:
+                    data = [i for i in args if i not in constant]
+                    now = bool(data) and all(i in host_made for i in data)
+                    if now and device_read(slot):
+                        now = _small(var) and any(host_read(j, p) for j, p in readers[slot])
+                if now != on_host[k]:
+                    on_host[k], changed = now, True
+                if now:
+                    host_made.add(slot)
+        device_read_slots: set[int] = set()
+        for k, (var, lowering, _, args, slot) in enumerate(steps):
+            if not on_host[k] and lowering is not None and not isinstance(lowering, View):
+                positions = _host_inputs(lowering, len(args))
+                device_read_slots.update(i for p, i in enumerate(args) if p not in positions)
+        self._on_host: list[bool] = on_host
         self._host_made = host_made
-        self._device_shared = [slot in device_read for slot, _ in self.shared]
+        self._device_shared = [slot in device_read_slots for slot, _ in self.shared]
         self._container_of = {slot: container for slot, container in self.shared}
         self._device_constants: dict[int, DeviceArray] = {}
         self._small_uploads: dict[int, tuple] = {}  # slot: ((bytes, dtype, shape), DeviceArray)
@@ -444,17 +476,11 @@ class CudaPlan:
                 )
 
 
-def _read_on_device(slot: int, readers: dict) -> bool:
-    """Does a kernel read `slot` as a device input (through views of it too)?"""
-    for lowering, position, out, n in readers.get(slot, ()):
-        if lowering is None:
-            continue
-        if isinstance(lowering, View):
-            if position == 0 and _read_on_device(out, readers):
-                return True
-        elif position not in _host_inputs(lowering, n):
-            return True
-    return False
+def _small(var: Var) -> bool:
+    """Is var's value at most _SMALL bytes whatever the inputs (a scalar, a short static shape)?"""
+    if not isinstance(var.type, TensorType) or None in var.type.shape:
+        return False
+    return int(np.prod(var.type.shape, dtype=np.int64)) * np.dtype(var.dtype).itemsize <= _SMALL
 
 
 def _stand_in(value):

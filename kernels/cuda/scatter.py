@@ -14,6 +14,7 @@ last occurrence of each target (its offset becomes -1, which the kernel skips).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ from .scalar import CTYPE, ctype
 from .templates import finish
 
 ATOMIC_DTYPES = ("float32", "float64", "int32", "uint32", "int64", "uint64")
+# Recent small index uploads per device: (id(device), shape, bytes) -> (device, DeviceArray).
+_INDEX_UPLOADS: OrderedDict = OrderedDict()
+_CACHED_INDEX_BYTES = 1 << 16  # larger index vectors are sent every time
+_CACHED_INDEXES = 8
 _LOOP = [
     "for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;",
     "     i += (long long)gridDim.x * blockDim.x) {",
@@ -51,6 +56,25 @@ def _coords(ndim: int, terms: Sequence[tuple[str, str]]) -> list[str]:
         lines.append(f"  const long long c{a} = {split}")
         lines += [f"  {name} += c{a} * {prefix}{a};" for name, prefix in terms]
     return lines
+
+
+def upload_index(device, values: np.ndarray) -> DeviceArray:
+    """An int64 index vector on the device (kernels only read it). A training step's nodes send
+    the same minibatch indices several times (SelectClass and its gradient, a gather and the
+    scatter of its gradient): a recent small upload with the same bytes is reused instead."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    if values.nbytes > _CACHED_INDEX_BYTES:
+        return device.to_device(values)
+    key = (id(device), values.shape, values.tobytes())
+    found = _INDEX_UPLOADS.get(key)
+    if found is not None and found[0] is device:
+        _INDEX_UPLOADS.move_to_end(key)
+        return found[1]
+    array = device.to_device(values)
+    _INDEX_UPLOADS[key] = (device, array)
+    if len(_INDEX_UPLOADS) > _CACHED_INDEXES:
+        _INDEX_UPLOADS.popitem(last=False)
+    return array
 
 
 # --- kernels --------------------------------------------------------------------------------------
@@ -363,7 +387,7 @@ class GatherLowering:
         if n == 0:
             return out
         dims = list(plan.shape)
-        adv = device.to_device(plan.adv)
+        adv = upload_index(device, plan.adv)
         args = [x, out, adv, np.int64(n), np.int64(plan.offset)]
         args += _ints(dims + plan.strides + plan.block)
         device.launch(module, self.kernel.name, _grid(device, n), BLOCK, args)
@@ -435,7 +459,7 @@ class ScatterLowering:
             args = [out, y] + head + _ints(list(plan.shape) + plan.strides + ys)
             device.launch(module, self.plain.name, _grid(device, n), BLOCK, args)
         for kernel, adv in rounds:
-            args = [out, y, device.to_device(adv)] + head
+            args = [out, y, upload_index(device, adv)] + head
             args += _ints(list(plan.shape) + plan.strides + plan.block + ys)
             device.launch(module, kernel.name, _grid(device, n), BLOCK, args)
         return out
@@ -472,7 +496,7 @@ class SelectLowering:
             raise IndexError(f"class label {bad} is out of range for {k} classes")
         out = device.empty(x.shape if self.grad else rows, self.var.dtype)
         if out.size:
-            label = device.to_device(labels.astype(np.int64))
+            label = upload_index(device, labels)
             first = g if self.grad else x
             args = [first, label, out, np.int64(out.size), np.int64(k)]
             device.launch(module, self.kernel.name, _grid(device, out.size), BLOCK, args)
