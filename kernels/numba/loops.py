@@ -19,11 +19,12 @@ from ...graph.var import Var
 from .cache import load_source
 from .scalar import render_body
 
-# Below this many elements a loop runs on one thread. Measured on the 2-core benchmark machine
-# (fused chain, float32): waking numba's worker threads costs 4-8 ms there (a scheduler tick), while
-# one thread streams 2^22 elements in 5 ms; two threads first win at 2^24 (11 ms against 20 ms).
-# THEANINE_PARALLEL_SIZE overrides it for machines with cheaper thread wake-ups.
-PARALLEL_SIZE = int(os.environ.get("THEANINE_PARALLEL_SIZE", 1 << 23))
+# Below this many elements a loop runs on one thread. Measured on the 2-core benchmark machine when
+# quiet (fused chain tanh(x*w+b)*sigmoid(y)+0.5*x**2, float32, medians): one thread against two,
+# 2^16: 102 -> 63 us, 2^18: 315 -> 156 us, 2^20: 1.25 -> 0.58 ms, 2^22: 5.3 -> 3.1 ms. With the
+# other core busy, waking a second thread can cost a scheduler tick (4-8 ms): set
+# THEANINE_PARALLEL_SIZE higher on a shared machine. Fused reductions and random draws use it too.
+PARALLEL_SIZE = int(os.environ.get("THEANINE_PARALLEL_SIZE", 1 << 15))
 
 def _helpers_version() -> str:
     """A digest of special.py: generated kernels link its functions into their cached machine code,
