@@ -255,3 +255,28 @@ def test_conv2d_transpose_with_symbolic_output_shape():
     np.testing.assert_allclose(got, expected, rtol=1e-10)
     with pytest.raises(ValueError, match="output gradient has shape"):
         out.eval({y: yv, w: wv, rows: 9})
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64"])
+def test_numba_tensordot_through_its_blas_matches_numpy(dtype):
+    from theanine.kernels.numba.linalg import blas_tensordot
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(2, 3, 4, 5)).astype(dtype)
+    b = rng.normal(size=(5, 3, 6)).astype(dtype)
+    for axes in (([1, 3], [1, 0]), ([3], [0]), ([-1, 1], [0, -2])):
+        want = np.tensordot(a, b, axes)
+        got = blas_tensordot(a, b, axes)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == "float32" else 1e-12)
+    strided = a[:, ::2].transpose(0, 2, 1, 3)  # not contiguous
+    np.testing.assert_allclose(blas_tensordot(strided, b[:, :2], ([2, 3], [1, 0])),
+                               np.tensordot(strided, b[:, :2], ([2, 3], [1, 0])), rtol=1e-5)
+
+
+def test_numba_conv_is_a_lowering_not_a_numpy_step():
+    from theanine.graph.ops import conv as C
+    from theanine.kernels.numba.backend import LOWERINGS, NUMPY_STEPS
+
+    for cls in (C.Conv2d, C.Conv2dGradInputs, C.Conv2dGradWeights):
+        assert cls not in NUMPY_STEPS and cls in LOWERINGS

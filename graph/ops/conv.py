@@ -168,7 +168,9 @@ class Conv2d(_ConvOp):
             )
         return TensorType(upcast(x.dtype, w.dtype), (x.shape[0], w.shape[0]) + out)
 
-    def perform(self, x, w):
+    def perform(self, x, w, tensordot=np.tensordot):
+        """The convolution; `tensordot` (numpy's unless a backend passes its own BLAS call)
+        contracts the im2col windows with the filters."""
         dtype = upcast(x.dtype.name, w.dtype.name)
         x, w = x.astype(dtype, copy=False), self._kernel(w.astype(dtype, copy=False))
         self._runtime_check(x.shape, w.shape)
@@ -176,7 +178,7 @@ class Conv2d(_ConvOp):
         cols = _windows(_pad(x, pads), w.shape[2:], self, out_shape)
         out = np.empty((x.shape[0], w.shape[0]) + out_shape, dtype=dtype)
         for cs, fs in self._groups(x.shape[1], w.shape[0]):
-            part = np.tensordot(cols[:, cs], w[fs], axes=([1, 2, 3], [1, 2, 3]))
+            part = tensordot(cols[:, cs], w[fs], axes=([1, 2, 3], [1, 2, 3]))
             out[:, fs] = part.transpose(0, 3, 1, 2)
         return out
 
@@ -208,7 +210,8 @@ class Conv2dGradInputs(_ConvOp):
         self._check(out_type, w.type, "Conv2dGradInputs")
         return TensorType(upcast(w.dtype, gy.dtype), out_type.shape)
 
-    def perform(self, w, gy, shape):
+    def perform(self, w, gy, shape, tensordot=np.tensordot):
+        """The input gradient; `tensordot` as for Conv2d.perform."""
         dtype = upcast(w.dtype.name, gy.dtype.name)
         w, gy = self._kernel(w.astype(dtype, copy=False)), gy.astype(dtype, copy=False)
         rows, cols = (int(n) for n in shape)
@@ -220,7 +223,7 @@ class Conv2dGradInputs(_ConvOp):
         ho, wo = out_shape
         for cs, fs in self._groups(x_shape[1], w.shape[0]):
             # (channels, kr, kc, batch, ho, wo): each kernel tap scatters one strided block
-            parts = np.tensordot(w[fs], gy[:, fs], axes=([0], [1]))
+            parts = tensordot(w[fs], gy[:, fs], axes=([0], [1]))
             for i in range(w.shape[2]):
                 for j in range(w.shape[3]):
                     r0, c0 = i * dr, j * dc
@@ -252,7 +255,8 @@ class Conv2dGradWeights(_ConvOp):
         self._check(x.type, TensorType("float64", out_shape), "Conv2dGradWeights")
         return TensorType(upcast(x.dtype, gy.dtype), out_shape)
 
-    def perform(self, x, gy, shape):
+    def perform(self, x, gy, shape, tensordot=np.tensordot):
+        """The filter gradient; `tensordot` as for Conv2d.perform."""
         dtype = upcast(x.dtype.name, gy.dtype.name)
         x, gy = x.astype(dtype, copy=False), gy.astype(dtype, copy=False)
         kernel = tuple(int(n) for n in shape)
@@ -262,7 +266,7 @@ class Conv2dGradWeights(_ConvOp):
         f = gy.shape[1]
         dw = np.empty((f, x.shape[1] // self.num_groups) + kernel, dtype=dtype)
         for cs, fs in self._groups(x.shape[1], f):
-            dw[fs] = np.tensordot(gy[:, fs], cols[:, cs], axes=([0, 2, 3], [0, 4, 5]))
+            dw[fs] = tensordot(gy[:, fs], cols[:, cs], axes=([0, 2, 3], [0, 4, 5]))
         return np.ascontiguousarray(self._kernel(dw))
 
     def pullback(self, inputs, output, g):

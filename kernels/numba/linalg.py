@@ -83,6 +83,30 @@ def matrix_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return out.reshape(a.shape[:-1] + b.shape[1:])
 
 
+def blas_tensordot(a: np.ndarray, b: np.ndarray, axes: tuple) -> np.ndarray:
+    """np.tensordot(a, b, axes) with its one matrix product through this backend's BLAS (scipy's,
+    as every product here): numpy's own BLAS is a second library with a thread pool of its own,
+    and the two pools alternating on 2 cores stalled a CNN step's GEMMs for a scheduler tick."""
+    dtype = np.result_type(a, b)
+    if not _blas(dtype):
+        return np.tensordot(a, b, axes)
+    axes_a, axes_b = (list(axes[0]), list(axes[1]))
+    axes_a = [x % a.ndim for x in axes_a]
+    axes_b = [x % b.ndim for x in axes_b]
+    free_a = [x for x in range(a.ndim) if x not in axes_a]
+    free_b = [x for x in range(b.ndim) if x not in axes_b]
+    k = 1
+    for x in axes_a:
+        k *= a.shape[x]
+    shape = tuple(a.shape[x] for x in free_a) + tuple(b.shape[x] for x in free_b)
+    m, n = int(np.prod(shape[: len(free_a)], dtype=np.int64)), 1
+    for x in free_b:
+        n *= b.shape[x]
+    a2 = np.ascontiguousarray(np.transpose(a, free_a + axes_a).reshape(m, k), dtype)
+    b2 = np.ascontiguousarray(np.transpose(b, axes_b + free_b).reshape(k, n), dtype)
+    return blas_dot(a2, b2).reshape(shape)
+
+
 def batched_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """a[i] @ b[i] for 3-d stacks of equal batch size."""
     a = np.ascontiguousarray(a, dtype)
