@@ -88,6 +88,23 @@ def pytensor_rows(repeat: int) -> list:
     return rows
 
 
+def torch_row_in_own_process(repeat: int):
+    """torch_row in a process of its own: PyTorch's OpenMP pool and numba's (and the BLAS pools)
+    in one process take each other's cores on 2 cores (nn.LSTM measured 21.9 ms beside theanine
+    in one process, against 4-5 ms alone)."""
+    code = (
+        "import sys, json, numpy as np; sys.path.insert(0, 'bench'); import lstm; "
+        "data = np.random.default_rng(0).normal(size=(lstm.BATCH, lstm.STEPS, lstm.FEATURES))"
+        f".astype('float32'); print(json.dumps(lstm.torch_row({repeat}, data)))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    if out.returncode != 0:
+        return None
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    return tuple(row) if row else None
+
+
 def first_call_seconds(mode: str, cache: str) -> float:
     """Build, compile and run once in a new process with the given cache directory."""
     code = (
@@ -110,7 +127,7 @@ def main() -> None:
     for mode in ("numba", "py"):
         f = theanine_step(mode)
         rows.append((f"theanine {mode}", *timed(lambda: f(data), args.repeat)))
-    peer = torch_row(args.repeat, data)
+    peer = torch_row_in_own_process(args.repeat)
     if peer:
         rows.append(peer)
     rows += pytensor_rows(args.repeat)
@@ -122,7 +139,9 @@ def main() -> None:
         "",
         f"Command: `python bench/lstm.py`; machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, numpy {np.__version__}; load average at the end {load[0]:.1f}. "
-        "Medians of repeated calls, measured in one run.",
+        "Medians of repeated calls, measured in one run; theanine in this process, PyTorch and "
+        "PyTensor each in a process of its own (thread pools of two libraries in one process "
+        "take each other's cores).",
         "",
         "| runner | median (ms) | min (ms) | max (ms) |",
         "|---|---:|---:|---:|",

@@ -146,9 +146,9 @@ def _resolve_mode(mode: Any) -> str:
         raise ValueError(f"unknown mode {mode!r}; known modes: {', '.join(_MODES)}")
     if mode == "cuda" and not _has_cuda_gpu():
         raise NotImplementedError(
-            "mode='cuda': no CUDA GPU was found on this machine; use mode='cuda-emulator' to run "
-            "the CUDA backend on the CPU emulator (the CUDA modes are not available yet in this "
-            "version; mode='py' runs everywhere)"
+            "mode='cuda': no CUDA GPU was found on this machine (no /dev/nvidia0); use "
+            "mode='cuda-emulator' to run the CUDA backend on the CPU emulator, or mode='numba' "
+            "for the CPU"
         )
     try:
         get_backend(_MODES[mode][0])

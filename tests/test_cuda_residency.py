@@ -274,3 +274,21 @@ def test_gpu_training_step_moves_only_its_minibatch_and_its_loss():
             assert gpu.transfers.down_bytes == 8
     for p, q in zip(params, reference_params):
         np.testing.assert_allclose(p.get_value(), q.get_value(), rtol=1e-8, atol=1e-12)
+
+
+def test_mode_cuda_without_pycuda_says_how_to_install_it(monkeypatch):
+    import builtins
+
+    from theanine.kernels.cuda import backend
+
+    real_import = builtins.__import__
+
+    def no_pycuda(name, *args, **kwargs):
+        if name.startswith("pycuda"):
+            raise ModuleNotFoundError("No module named 'pycuda'", name="pycuda")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pycuda)
+    expected = r"needs PyCUDA .*pip install -e \"\.\[cuda\]\".*cuda-emulator"
+    with pytest.raises(ImportError, match=expected):
+        backend._gpu_device()

@@ -559,7 +559,13 @@ class CudaBackend:
 def _gpu_device():
     from .device import PyCudaDevice
 
-    return PyCudaDevice()
+    try:
+        return PyCudaDevice()
+    except ImportError as error:  # a GPU, but no PyCUDA
+        raise ImportError(
+            f"mode='cuda' needs PyCUDA ({error}); install it with pip install -e \".[cuda]\" "
+            "(or pip install pycuda), or use mode='cuda-emulator'"
+        ) from None
 
 
 def _emulator_device() -> EmulatorDevice:

@@ -2,8 +2,28 @@
 
 import os
 
-# numba's OpenMP workers spin after each parallel loop (libgomp's default wait policy), taking the
-# cores OpenBLAS's threads need for the next product: on the 2-core benchmark machine an MLP
-# training step took 16 ms instead of 2.0 ms. Passive workers sleep instead. Set before numba's
-# OpenMP layer loads (at its first parallel loop); a user's own setting is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def _start_threads() -> None:
+    """Start numba's worker threads now, sleeping (not spinning) between parallel loops.
+
+    libgomp's default wait policy keeps idle workers spinning, taking the cores OpenBLAS's threads
+    need for the next product: on the 2-core benchmark machine an MLP training step took 16 ms
+    instead of 2.0 ms. libgomp reads OMP_WAIT_POLICY once, when it loads, so it is set only while
+    numba's OpenMP layer loads here, then removed: other libraries (PyTorch's own OpenMP) and child
+    processes keep the user's environment. A user's own OMP_WAIT_POLICY is left as it is.
+    """
+    if "OMP_WAIT_POLICY" in os.environ:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+        return
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+    finally:
+        del os.environ["OMP_WAIT_POLICY"]
+
+
+_start_threads()
