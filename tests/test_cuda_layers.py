@@ -31,8 +31,16 @@ RNG = np.random.default_rng(5)
 
 def build(make_net, mode: str, floatx: str, optimizer):
     """(net, train function, shared variables the updates change): the same initial values in
-    every call, since the layers draw their weights and dropout seeds from numpy's global RNG."""
-    np.random.seed(SEED)
+    every call, the layers' generator (weights, dropout seeds) seeded the same each time."""
+    previous = L.random.get_rng()
+    L.random.set_rng(np.random.RandomState(SEED))  # other tests may have set one of their own
+    try:
+        return _build(make_net, mode, floatx, optimizer)
+    finally:
+        L.random.set_rng(previous)
+
+
+def _build(make_net, mode: str, floatx: str, optimizer):
     with theanine.config.change_flags(floatX=floatx):
         net, inputs, outputs = make_net()
         params = L.get_all_params(net, trainable=True)
