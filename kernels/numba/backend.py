@@ -5,6 +5,13 @@ function that checks shapes and calls module-level `@numba.njit(cache=True)` ker
 loop, for elementwise nodes). `NUMPY_STEPS` lists, with the reason, the op classes whose runner is
 an explicit numpy step instead of a numba kernel; `UNSUPPORTED` those that cannot run at all. A
 plan runs the runners by a lean Python loop over slots, as the py backend's PyPlan does.
+
+Why per-node kernels and not one compiled function per graph (bench/results/execution_model.md):
+the loop costs 2.9 us per node, 0.09 ms of a 2.08 ms MLP training step (4%), while one numba
+function per graph would compile every graph anew (a whole LSTM loop takes 11 s cold, against 5 s
+for its per-node kernels, which other graphs share through the cache). Inside a scan the per-step
+cost repeats at every step, so there the whole loop is one compiled function (scan_loop.py): the
+LSTM forward + backward drops from 22.4 to 14.3 ms.
 """
 
 from __future__ import annotations
