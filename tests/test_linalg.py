@@ -281,3 +281,30 @@ def test_ger_with_a_broadcast_row_has_the_outer_products_shape():
     av, xv, yv = np.ones((1, 4)), np.arange(3.0), np.arange(4.0)
     got = evaluate([out], {a: av, x: xv, y: yv})[0]
     np.testing.assert_allclose(got, av + 2 * np.outer(xv, yv))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_numba_gemm_through_scipy_blas_in_place_and_with_transposes(dtype):
+    from types import SimpleNamespace
+
+    from theanine.kernels.numba.linalg import GemmRunner, real_gemm
+
+    rng = np.random.default_rng(8)
+    a, b = rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(3, 5)).astype(dtype)
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    for x, y in ((a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (a[:, ::1], b.T.T)):
+        got = real_gemm(x, y)
+        assert got.flags.c_contiguous and got.dtype == dtype
+        np.testing.assert_allclose(got, a @ b, rtol=tol)
+    assert real_gemm(a[:, :0], b[:0]).tolist() == np.zeros((4, 5)).tolist()
+    runner = GemmRunner(SimpleNamespace(dtype=dtype))
+    z = rng.normal(size=(4, 5)).astype(dtype)
+    want = 0.5 * z - 0.1 * (a @ b)
+    out = runner.into(z, z, -0.1, np.asfortranarray(a), b, 0.5)  # a weight's in-place update
+    assert out is z
+    np.testing.assert_allclose(z, want, rtol=tol, atol=tol)
+    row = rng.normal(size=(1, 5)).astype(dtype)  # a broadcast bias row
+    np.testing.assert_allclose(runner(row, 1.0, a, b, 1.0), a @ b + row, rtol=tol, atol=tol)
+    buffer = a.copy()  # an input's buffer: the product is read before it is written
+    np.testing.assert_allclose(runner.into(np.empty((4, 5), dtype), z, 2.0, buffer, b, 0.0),
+                               2.0 * (a @ b), rtol=tol, atol=tol)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from scipy.linalg import blas as scipy_blas
 
 from ...graph.ops import blas as B
 from ...graph.ops import linalg as L
@@ -70,10 +71,38 @@ def _blas(dtype: np.dtype) -> bool:
     return dtype.kind in "fc" and dtype.itemsize >= 4 and dtype != np.float16
 
 
+def _operand(x: np.ndarray) -> tuple:
+    """(x^T as a Fortran-ordered array, 0) or (x itself, 1: transposed by BLAS): no copy for C- or
+    F-ordered x."""
+    if x.flags.c_contiguous:
+        return x.T, 0
+    if x.flags.f_contiguous:
+        return x, 1
+    return np.ascontiguousarray(x).T, 0
+
+
+def real_gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (2-d, float32 or float64) as a C-ordered array, by scipy's sgemm/dgemm called from
+    Python: the same BLAS library as the numba kernels' np.dot, without compiling a numba function
+    (about 1 s of a cold first call) and without copying transposed operands. C = A B is computed
+    as C^T = B^T A^T, which BLAS's column-major view of C-ordered arrays gives for free."""
+    m, n = a.shape[0], b.shape[1]
+    if m == 0 or n == 0 or a.shape[1] == 0:
+        return np.zeros((m, n), dtype=a.dtype)
+    gemm = scipy_blas.sgemm if a.dtype == np.float32 else scipy_blas.dgemm
+    x, trans_x = _operand(b)
+    y, trans_y = _operand(a)
+    return gemm(1.0, x, y, trans_a=trans_x, trans_b=trans_y).T
+
+
 def matrix_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """a @ b for 1-d or 2-d operands, in `dtype` (inputs converted first)."""
     a = np.asarray(a, dtype)
     b = np.asarray(b, dtype)
+    if dtype in (np.float32, np.float64):
+        a2 = a.reshape(1, -1) if a.ndim == 1 else a
+        b2 = b.reshape(-1, 1) if b.ndim == 1 else b
+        return real_gemm(a2, b2).reshape(a.shape[:-1] + b.shape[1:])
     if _blas(dtype):
         return blas_dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
     a2 = a.reshape(1, -1) if a.ndim == 1 else a
@@ -200,12 +229,40 @@ class GemmRunner:
         return self._write(np.empty(x.shape[:1] + y.shape[1:], self.dtype), z, alpha, x, y, beta)
 
     def _write(self, out, z, alpha, x, y, beta):
+        if self._blas_in_place(out, z, alpha, x, y, beta):
+            return out
         product = self._product(z, x, y)  # computed before out is touched: out may be z
         product2 = product.reshape(product.shape[0], -1)
         z2 = np.broadcast_to(np.asarray(z, self.dtype), product.shape).reshape(product2.shape)
         dtype = self.dtype.type
         gemm_update(z2, dtype(alpha), product2, dtype(beta), out.reshape(product2.shape))
         return out
+
+    def _blas_in_place(self, out, z, alpha, x, y, beta) -> bool:
+        """out = alpha * x @ y + beta * z by one sgemm/dgemm call writing into `out` (z copied
+        into it first, unless it is z: the in-place update of a weight matrix), when the operands
+        allow; False (nothing written) otherwise. BLAS's column-major C^T = B^T A^T view makes
+        the C-ordered `out` its Fortran-ordered C."""
+        if self.dtype not in (np.float32, np.float64) or x.ndim != 2 or y.ndim != 2:
+            return False
+        m, k, n = x.shape[0], x.shape[1], y.shape[1]
+        if y.shape[0] != k or out.shape != (m, n) or not out.flags.c_contiguous or 0 in (m, k, n):
+            return False
+        if np.may_share_memory(out, x) or np.may_share_memory(out, y):
+            return False  # out is a dead input's buffer: the product must be read first
+        if z.ndim != 2 or any(d not in (1, p) for d, p in zip(z.shape, (m, n))):
+            return False  # the general path raises the error
+        if out is not z:
+            np.copyto(out, z, casting="unsafe")
+        gemm = scipy_blas.sgemm if self.dtype == np.float32 else scipy_blas.dgemm
+        a, trans_a = _operand(np.asarray(y, self.dtype))
+        b, trans_b = _operand(np.asarray(x, self.dtype))
+        c = out.T
+        result = gemm(float(alpha), a, b, float(beta), c, trans_a=trans_a, trans_b=trans_b,
+                      overwrite_c=1)
+        if result.ctypes.data != c.ctypes.data:  # f2py had to copy: write the result back
+            out[...] = result.T
+        return True
 
     def fits(self, buffer, args) -> bool:
         """Would `into(buffer, *args)` write over the buffer?"""
