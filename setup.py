@@ -29,8 +29,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "wheel"],  # wheel: the packaging test builds one
         "cuda": ["pycuda>=2024.1"],
-        "bench": ["jax", "pytensor", "torch==2.13.0", "numexpr"],
-        "viz": ["graphviz", "matplotlib"],
+        # PyTensor pins numba <= 0.65.1: it lives in a venv of its own (bench/pytensor_venv.sh)
+        "bench": ["jax", "torch==2.13.0", "numexpr"],
+        "viz": ["graphviz", "matplotlib"],  # matplotlib: bench charts and learning curves
     },
     license="MIT",
     cmdclass={"build_py": BuildPy},
