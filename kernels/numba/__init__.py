@@ -12,18 +12,18 @@ def _start_threads() -> None:
     numba's OpenMP layer loads here, then removed: other libraries (PyTorch's own OpenMP) and child
     processes keep the user's environment. A user's own OMP_WAIT_POLICY is left as it is.
     """
-    if "OMP_WAIT_POLICY" in os.environ:
-        from numba.np.ufunc import parallel
+    from numba.np.ufunc import parallel
 
-        parallel._launch_threads()
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    own = "OMP_WAIT_POLICY" not in os.environ
+    if own:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
-        from numba.np.ufunc import parallel
-
         parallel._launch_threads()
+    except Exception:  # no threading layer here: numba says so at the first parallel loop
+        pass
     finally:
-        del os.environ["OMP_WAIT_POLICY"]
+        if own:
+            del os.environ["OMP_WAIT_POLICY"]
 
 
 _start_threads()
