@@ -25,17 +25,6 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _median_ms(call, repeat: int) -> float:
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(repeat):
-        tic = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - tic)
-    return 1e3 * float(np.median(times))
-
-
 def mlp_step():
     """The MLP SGD step of bench/run.py in mode numba, and its arguments."""
     import theanine
@@ -106,13 +95,13 @@ def lstm_times(repeat: int, loop: bool) -> float:
     import theanine
 
     sys.path.insert(0, HERE)
-    from lstm import BATCH, FEATURES, STEPS, theanine_step
+    from lstm import BATCH, FEATURES, STEPS, theanine_step, timed
 
     theanine.config.numba__scan_loop = loop
     try:
         f = theanine_step("numba")
         data = np.random.default_rng(0).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
-        return _median_ms(lambda: f(data), repeat)
+        return timed(lambda: f(data), repeat)[0]  # lstm.py's timing: the median
     finally:
         theanine.config.numba__scan_loop = True
 

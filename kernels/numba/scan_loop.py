@@ -32,7 +32,7 @@ from ...graph.type import TensorType, TupleType
 from ...graph.var import Constant, Shared, Var, toposort
 from .cache import load_source
 from .loops import _PRELUDE, scalar_graph
-from .scalar import literal, render_body, supported
+from .scalar import render_body, supported
 
 _FLOATS = ("float32", "float64")
 _REDUCTIONS = (reduce.Sum, reduce.Prod, reduce.Max, reduce.Min)
@@ -342,7 +342,7 @@ class CompiledLoop:
         # numba, which its loops vectorize, instead of strided views copied at every step
         seqs = [np.ascontiguousarray(s) for s in seqs]
         nonseqs = [np.ascontiguousarray(x) for x in nonseqs]
-        extra = [c for c in self.constants] + [container.value for container in self.shared]
+        extra = list(self.constants) + [container.value for container in self.shared]
         outs = self.function(np.int64(steps), *seqs, *buffers, *nonseqs, *extra)
         done, nitsots = int(outs[0]), list(outs[1:])
         if done == 0:
@@ -373,10 +373,10 @@ def compile_loop(op: Scan) -> CompiledLoop | None:
             if not var.inputs:
                 if isinstance(var.op, Constant):
                     constants.append(np.asarray(var.op.data))
-                    writer.names[id(var)] = _leaf(lines, f"c{len(constants) - 1}", var, 0)
+                    writer.names[id(var)] = _leaf(f"c{len(constants) - 1}", var)
                 elif isinstance(var.op, Shared):
                     shared.append(var.container)
-                    writer.names[id(var)] = _leaf(lines, f"s{len(shared) - 1}", var, 0)
+                    writer.names[id(var)] = _leaf(f"s{len(shared) - 1}", var)
                 else:
                     return None  # a stray input: the per-step plan raises the error
                 continue
@@ -395,7 +395,7 @@ def compile_loop(op: Scan) -> CompiledLoop | None:
     return CompiledLoop(getattr(module, name), constants, shared, text)
 
 
-def _leaf(hoisted: list, name: str, var: Var, _unused: int) -> str:
+def _leaf(name: str, var: Var) -> str:
     """A constant or shared argument; 0-d ones are read once as scalars."""
     return f"{name}[()]" if var.ndim == 0 else name
 
