@@ -400,9 +400,9 @@ def products_out_of_loops(outputs: Sequence[Var]) -> list[Var]:
                 total = node.inputs[1 + scan.op.n_seqs + i][-1]
             else:
                 total = Var(Proj(i), (node,))[-1]
-            for (ja, jb), (_, _, axes_a, axes_b) in zip(stacked[i], plans[id(scan)][i][1]):
-                product = T.tensordot(Var(Proj(ja), (node,)), Var(Proj(jb), (node,)),
-                                      axes=[list(axes_a), list(axes_b)])
+            for (ra, rb), (_, _, axes_a, axes_b) in zip(stacked[i], plans[id(scan)][i][1]):
+                a, b = _stacked(node, ra), _stacked(node, rb)
+                product = T.tensordot(a, b, axes=[list(axes_a), list(axes_b)])
                 total = total + product
             return T.cast(total, var.dtype) if total.dtype != var.dtype else total
         return None
@@ -476,7 +476,7 @@ def _is_transpose(v: Var) -> bool:
 
 def _with_stacked_factors(var: Var, inputs: tuple, plan: dict) -> tuple:
     """The scan with each planned state's products removed from its update and their factors
-    appended as per-step outputs; {state: [(output index of a, output index of b)]}."""
+    appended as per-step outputs; {state: [(where a comes from, where b comes from)]} (`_stack`)."""
     op = var.op
     n_s, n_m = op.n_states, op.n_nitsot
     outs = list(op.inner_outputs)
@@ -488,10 +488,7 @@ def _with_stacked_factors(var: Var, inputs: tuple, plan: dict) -> tuple:
         states[i] = tap if rest is None else tap + rest
         if states[i].dtype != tap.dtype:
             states[i] = T.cast(states[i], tap.dtype)
-        stacked[i] = []
-        for a, b, _, _ in products:
-            stacked[i].append((n_s + len(nitsots), n_s + len(nitsots) + 1))
-            nitsots += [a, b]
+        stacked[i] = [(_stack(a, op, nitsots), _stack(b, op, nitsots)) for a, b, _, _ in products]
     names = list(op.names) + [""] * max(0, op.n_seqs + n_s + n_m - len(op.names))
     names += [""] * (len(nitsots) - n_m)
     new_op = dataclasses.replace(
@@ -499,6 +496,29 @@ def _with_stacked_factors(var: Var, inputs: tuple, plan: dict) -> tuple:
         names=tuple(names),
     )
     return Var(new_op, inputs, var.name), stacked
+
+
+def _stack(factor: Var, op: Scan, nitsots: list) -> tuple:
+    """Where the per-step values of `factor` come from after the loop: ("seq", k) when it is
+    sequence k's row (the sequence itself, no copy; not with `until`, which may stop early), else
+    ("out", index) of a per-step output, appended to `nitsots` unless one already gives it."""
+    for k in range(op.n_seqs):
+        if factor is op.inner_inputs[k] and not op.until:
+            return ("seq", k)
+    for m, v in enumerate(nitsots):
+        if v is factor:
+            return ("out", op.n_states + m)
+    nitsots.append(factor)
+    return ("out", op.n_states + len(nitsots) - 1)
+
+
+def _stacked(node: Var, ref: tuple) -> Var:
+    """The stacked per-step values `ref` (from `_stack`) of the rebuilt scan `node`."""
+    kind, j = ref
+    if kind == "seq":
+        seq = node.inputs[1 + j]
+        return seq[: node.inputs[0]]
+    return Var(Proj(j), (node,))
 
 
 # -- inner graphs ------------------------------------------------------------------------------
