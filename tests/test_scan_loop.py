@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -187,9 +188,25 @@ def test_slice_gradients_fill_one_buffer_in_the_loop():
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
     backward = [r.loop.source for r in _scan_runners(f) if hasattr(r, "loop")][-1]
     loop_body = backward[backward.index("def scan_"):]
-    assert loop_body.count(".copy()") == 1  # the first gate's gradient copies the zeros ...
+    # the zeros are made in the loop (row-wise elementwise work stays there), a fresh buffer
+    # each step: no copy, and the three gate gradients are written into it in place
+    assert loop_body.count(".copy()") == 0
     writes = re.findall(r"h\d+\((v\d+)\[:, [\d:]+\], ", loop_body)
-    assert len(writes) == 3 and len(set(writes)) == 3  # ... the others add into that buffer
+    assert len(writes) == 3 and len(set(writes)) == 3
+
+
+def test_a_scalar_non_sequence_reaches_the_compiled_loop_as_a_scalar():
+    """Theano's tutorial polynomial: x ** power in the loop, x a 0-d non-sequence."""
+    coefficients, x = T.dvector("coefficients"), T.dscalar("x")
+    terms, _ = theanine.scan(lambda c, power, free: c * free**power,
+                             sequences=[coefficients, T.arange(10)], non_sequences=x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a loop that fails to compile warns
+        got, want, f = _both([coefficients, x], terms, np.array([1.0, 0.0, 2.0]), 3.0)
+    np.testing.assert_allclose(got, [1.0, 0.0, 18.0])
+    np.testing.assert_allclose(got, want)
+    (runner,) = _scan_runners(f)
+    assert not runner.loop.broken
 
 
 def test_the_flag_numba__scan_loop_keeps_the_per_step_plan(monkeypatch):

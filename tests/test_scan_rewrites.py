@@ -94,6 +94,25 @@ def test_hoisting_moves_the_input_projection_and_invariants_out_of_the_loop():
     same_values([hs], after, values)
 
 
+def test_row_wise_elementwise_work_moves_out_only_with_a_product_it_feeds():
+    X, Y, U, h0 = T.dmatrix("X"), T.dmatrix("Y"), T.dmatrix("U"), T.dvector("h0")
+    # tanh(x) feeds the product tanh(x) @ U: both leave the loop as one whole-sequence product;
+    # exp(y) * 2 feeds no product: it stays in the loop, fused there with the step's other work
+    step = lambda x, y, h, U: T.tanh(T.dot(T.tanh(x), U) + h) + T.exp(y) * f64(2.0)  # noqa: E731
+    hs, _ = scan(step, sequences=[X, Y], outputs_info=h0, non_sequences=U)
+    after = hoist_invariants([hs])
+    (node,) = scans(prune_scans(after))
+    ops = inner_ops(node.op)
+    assert Dot not in ops and Exp in ops
+    assert [type(v.op).__name__ for v in toposort(node.op.inner_outputs)].count("Tanh") == 1
+    outer = [v for v in toposort(node.inputs) if v.inputs]
+    assert any(isinstance(v.op, Dot) and v.ndim == 2 for v in outer)
+    assert not any(isinstance(v.op, Exp) for v in outer)
+    values = {X: RNG.normal(size=(5, 3)), Y: RNG.normal(size=(5, 4)), U: RNG.normal(size=(3, 4)),
+              h0: RNG.normal(size=4)}
+    same_values([hs], after, values)
+
+
 def test_random_draws_stay_in_the_loop():
     srng = RandomStreams(1)
     out, updates = scan(lambda h: h + srng.uniform((2,), dtype="float64"),

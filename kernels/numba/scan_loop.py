@@ -340,14 +340,19 @@ class CompiledLoop:
         steps, seqs, buffers, lags, nonseqs = op.prepare(n_steps, values)
         # C order, copied once here if need be: each step's rows are then C-ordered arrays to
         # numba, which its loops vectorize, instead of strided views copied at every step
-        seqs = [np.ascontiguousarray(s) for s in seqs]
-        nonseqs = [np.ascontiguousarray(x) for x in nonseqs]
+        seqs = [_c_order(s) for s in seqs]
+        nonseqs = [_c_order(x) for x in nonseqs]
         extra = list(self.constants) + [container.value for container in self.shared]
         outs = self.function(np.int64(steps), *seqs, *buffers, *nonseqs, *extra)
         done, nitsots = int(outs[0]), list(outs[1:])
         if done == 0:
             nitsots = [None] * op.n_nitsot
         return op.results(buffers, lags, nitsots, done)
+
+
+def _c_order(x: np.ndarray) -> np.ndarray:
+    """x in C order (np.ascontiguousarray would make a 0-d array 1-d)."""
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
 
 
 def compile_loop(op: Scan) -> CompiledLoop | None:
