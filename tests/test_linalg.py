@@ -308,3 +308,28 @@ def test_numba_gemm_through_scipy_blas_in_place_and_with_transposes(dtype):
     buffer = a.copy()  # an input's buffer: the product is read before it is written
     np.testing.assert_allclose(runner.into(np.empty((4, 5), dtype), z, 2.0, buffer, b, 0.0),
                                2.0 * (a @ b), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_tensordot_of_operands_read_backwards_in_mode_numba(dtype):
+    """A backward loop stacks its per-step values in reverse: the kernel reverses the smaller
+    operand along the summed axes instead of copying the larger one; the sum is unchanged."""
+    import theanine
+
+    x, g = T.tensor3("x", dtype=dtype), T.tensor3("g", dtype=dtype)
+    xv, gv = rand(5, 3, 4, dtype=dtype), rand(5, 3, 6, dtype=dtype)
+    rev0, rev1 = (slice(None, None, -1),), (slice(None), slice(None, None, -1))
+    cases = [((), rev0), (rev0, ()), (rev0, rev0), (rev1, rev1), (rev0, rev1)]
+    for ia, ib in cases:
+        out = T.tensordot(x[ia], g[ib], [[0, 1], [0, 1]])
+        f = theanine.function([x, g], out, mode="numba")
+        expected = np.einsum("ijk,ijl->kl", xv[ia].astype("float64"), gv[ib].astype("float64"))
+        got = f(xv, gv)
+        assert got.dtype == dtype and got.shape == (4, 6)
+        np.testing.assert_allclose(got, expected, rtol=1e-5 if dtype == "float32" else 1e-12,
+                                   atol=1e-5)
+    # a free axis read backwards stays where it is
+    f = theanine.function([x, g], T.tensordot(x[:, :, ::-1], g[::-1], [[0, 1], [0, 1]]),
+                          mode="numba")
+    expected = np.einsum("ijk,ijl->kl", xv[:, :, ::-1], gv[::-1])
+    np.testing.assert_allclose(f(xv, gv), expected, rtol=1e-5, atol=1e-5)

@@ -195,6 +195,26 @@ def test_slice_gradients_fill_one_buffer_in_the_loop():
     assert len(writes) == 3 and len(set(writes)) == 3
 
 
+def test_gate_windows_are_read_in_place_by_the_elementwise_loops():
+    """An LSTM-like step slices its gates' product into column windows: the elementwise loops
+    read each window from the product at its offset (in C order, vectorized) without a copy."""
+    x, w = T.tensor3("x"), T.matrix("w")
+
+    def step(x_t, h):
+        gates = T.dot(x_t, w)
+        return T.tanh(gates[:, :3]) * T.nnet.sigmoid(gates[:, 3:6]) + gates[:, 6:] * h
+
+    hs, _ = theanine.scan(step, sequences=x, outputs_info=T.ones((2, 3)))
+    xv = RNG.normal(size=(4, 2, 5)).astype("float32")
+    wv = RNG.normal(size=(5, 9)).astype("float32")
+    got, want, f = _both([x, w], hs, xv, wv)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    (runner,) = _scan_runners(f)
+    body = runner.loop.source[runner.loop.source.index("def scan_"):]
+    for start in (0, 3, 6):  # the product, the window's starts, the window (for its shape)
+        assert re.search(rf"= h\d+\(.*\b[pv]\d+, \(0, {start}, \), v\d+", body), body
+
+
 def test_a_scalar_non_sequence_reaches_the_compiled_loop_as_a_scalar():
     """Theano's tutorial polynomial: x ** power in the loop, x a 0-d non-sequence."""
     coefficients, x = T.dvector("coefficients"), T.dscalar("x")

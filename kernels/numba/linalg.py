@@ -178,6 +178,22 @@ def _matmul(op, var):
     return run
 
 
+def _fewer_reversed(a: np.ndarray, b: np.ndarray, axes_a: tuple, axes_b: tuple) -> tuple:
+    """a and b, each reversed along a pair of summed axes where that leaves fewer elements in
+    reversed order: the sum is the same, and an operand read backwards must be copied before
+    BLAS reads it (the gradient of a weight in a backward loop pairs the forward inputs with
+    per-step values stacked in reverse: one copy of the smaller side, or none)."""
+    for ia, ib in zip(axes_a, axes_b):
+        if a.shape[ia] < 2 or (a.strides[ia] >= 0 and b.strides[ib] >= 0):
+            continue
+        before = (a.strides[ia] < 0) * a.size + (b.strides[ib] < 0) * b.size
+        after = (a.strides[ia] > 0) * a.size + (b.strides[ib] > 0) * b.size
+        if after < before:
+            a = a[(slice(None),) * ia + (slice(None, None, -1),)]
+            b = b[(slice(None),) * ib + (slice(None, None, -1),)]
+    return a, b
+
+
 def _tensordot(op, var):
     dtype = np.dtype(var.dtype)
     what = "batched_tensordot" if op.batch else "tensordot"
@@ -192,6 +208,7 @@ def _tensordot(op, var):
                 f"{what}: summed dimensions differ: {summed_a} of {a.shape} "
                 f"vs {summed_b} of {b.shape}"
             )
+        a, b = _fewer_reversed(a, b, op.axes_a, op.axes_b)
         lead = tuple(range(op.batch))
         free_a, free_b = op.free_axes(a.ndim, op.axes_a), op.free_axes(b.ndim, op.axes_b)
         batch_shape = a.shape[: op.batch]
@@ -201,6 +218,11 @@ def _tensordot(op, var):
         m, n = int(np.prod(shape_a)), int(np.prod(shape_b))
         x = np.transpose(a, lead + free_a + op.axes_a).reshape(-1, m, k)
         y = np.transpose(b, lead + op.axes_b + free_b).reshape(-1, k, n)
+        if not op.batch and dtype in (np.float32, np.float64):
+            # one product: BLAS transposes C- or F-ordered operands itself (a sum over leading
+            # axes, x^T g, reads x as it lies), where batched_product would copy them
+            x, y = x[0].astype(dtype, copy=False), y[0].astype(dtype, copy=False)
+            return real_gemm(x, y).reshape(shape_a + shape_b)
         return batched_product(x, y, dtype).reshape(batch_shape + shape_a + shape_b)
 
     return run

@@ -62,6 +62,20 @@ def _constant_key(idx: tuple) -> str | None:
     return ", ".join(parts) if parts else None
 
 
+def _window_starts(idx: tuple) -> tuple | None:
+    """The start of each sliced axis when `idx` is a window: leading slices of step 1 with
+    constant non-negative bounds (x[:, 128:256]); else None."""
+    starts = []
+    for e in idx:
+        if not (isinstance(e, tuple) and e[0] == "slice" and e[3] in (None, 1)):
+            return None
+        start, stop = e[1], e[2]
+        if any(b is not None and (not isinstance(b, int) or b < 0) for b in (start, stop)):
+            return None
+        starts.append(start or 0)
+    return tuple(starts) if starts else None
+
+
 class _Writer:
     """Collects the loop's lines and the helper functions they call."""
 
@@ -71,6 +85,9 @@ class _Writer:
         self.readers = readers  # id(var) -> how many times the body reads it (outputs count)
         self.fresh: set[int] = set()  # ids of values in memory of their own, written by this step
         self.by_text: dict[str, str] = {}  # helper text -> its name
+        # id(window) -> (the array it is a window of, its starts): elementwise helpers read such
+        # a window from the array itself at an offset, in C order, instead of copying it
+        self.windows: dict[int, tuple[str, tuple]] = {}
 
     def helper(self, text: str) -> str:
         """Add a helper function (text with the name HELPER), or find the same one written
@@ -98,6 +115,9 @@ class _Writer:
         if isinstance(op, subtensor.Subtensor) and len(var.inputs) == 1 and var.inputs[0].ndim:
             key = _constant_key(op.idx)
             if key is not None:
+                starts = _window_starts(op.idx)
+                if starts is not None and var.ndim == var.inputs[0].ndim:
+                    self.windows[id(var)] = (args[0], starts + (0,) * (var.ndim - len(starts)))
                 return [f"{out} = {args[0]}[{key}]"]
         if isinstance(op, subtensor.IncSubtensor) and len(var.inputs) == 2 and var.ndim:
             key = _constant_key(op.idx)
@@ -148,31 +168,53 @@ class _Writer:
             return lines + [f"{out} = {value}"]
         n = len(var.inputs)
         patterns = [tuple(d == 1 for d in x.type.shape) for x in var.inputs]
-        inner = [f"a{k} = x{k}[{_index(patterns[k], ndim)}]" for k in range(n)]
+        windows, args = self._windows(var.inputs, patterns, args)
+        inner = [f"a{k} = x{k}[{_index(patterns[k], ndim, f's{k}' if k in windows else None)}]"
+                 for k in range(n)]
         body, results = render_body(placeholders, outputs, [f"a{k}" for k in range(n)])
         dtypes = [o.dtype for o in outputs]
         stores = [f"out{j}[{_index((False,) * ndim, ndim)}] = {r}" for j, r in enumerate(results)]
         returned = "out0" if len(outputs) == 1 else "(" + ", ".join(
             f"out{j}" for j in range(len(outputs))) + ",)"
-        text = self._loop_function(patterns, ndim, dtypes, inner + body + stores, returned)
+        text = self._loop_function(patterns, ndim, dtypes, inner + body + stores, returned,
+                                   windows=windows)
         name = self.helper(text)
         return [f"{out} = {name}({', '.join(args)})"]
 
-    def _loop_function(self, patterns, ndim, dtypes, body, returned, init=None, out_shape=None):
+    def _windows(self, inputs, patterns, args: list[str]) -> tuple[set, list[str]]:
+        """The inputs read as windows of a larger array (none broadcast), and the call's
+        arguments: for such an input the array, the window's starts and the window (for its
+        shape) in place of the window alone."""
+        windows, call = set(), []
+        for k, (x, name) in enumerate(zip(inputs, args)):
+            window = self.windows.get(id(x))
+            if window is None or any(patterns[k]):
+                call.append(name)
+                continue
+            windows.add(k)
+            base, starts = window
+            call += [base, "(" + "".join(f"{s}, " for s in starts) + ")", name]
+        return windows, call
+
+    def _loop_function(self, patterns, ndim, dtypes, body, returned, init=None, out_shape=None,
+                       windows=frozenset()):
         """A helper over inputs x0.. broadcast by their static patterns: sizes d0.., checks,
-        outputs out0.. of `out_shape` (default the loop's shape), one loop per axis."""
+        outputs out0.. of `out_shape` (default the loop's shape), one loop per axis. An input
+        k in `windows` comes as three parameters: the array x{k}, the starts s{k} and the window
+        w{k}, whose shape is the one checked."""
         n = len(patterns)
-        params = ", ".join(f"x{k}" for k in range(n))
+        params = ", ".join(f"x{k}, s{k}, w{k}" if k in windows else f"x{k}" for k in range(n))
         lines = [f"def HELPER({params}):"]
         lines += [f"    x{k} = np.ascontiguousarray(x{k})" for k in range(n)]
+        shape_of = {k: (f"w{k}" if k in windows else f"x{k}") for k in range(n)}
         for axis in range(ndim):
             sources = [k for k in range(n) if not patterns[k][axis]]
             if not sources:
                 lines.append(f"    d{axis} = 1")
                 continue
-            lines.append(f"    d{axis} = x{sources[0]}.shape[{axis}]")
+            lines.append(f"    d{axis} = {shape_of[sources[0]]}.shape[{axis}]")
             for k in sources[1:]:
-                lines.append(f"    if x{k}.shape[{axis}] != d{axis}:")
+                lines.append(f"    if {shape_of[k]}.shape[{axis}] != d{axis}:")
                 lines.append("        raise ValueError('elementwise: shapes do not match')")
         shape = out_shape or "(" + "".join(f"d{a}, " for a in range(ndim)) + ")"
         for j, dtype in enumerate(dtypes):
@@ -303,8 +345,11 @@ def _gemm_source(z_pattern: tuple) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _index(pattern: tuple, ndim: int) -> str:
-    """The element index of an input with broadcast pattern `pattern` inside the loop nest."""
+def _index(pattern: tuple, ndim: int, starts: str | None = None) -> str:
+    """The element index of an input with broadcast pattern `pattern` inside the loop nest;
+    offset by the tuple named `starts` for an input read through a window."""
+    if starts is not None:
+        return ", ".join(f"i{a} + {starts}[{a}]" for a in range(ndim))
     return ", ".join("0" if pattern[a] else f"i{a}" for a in range(ndim))
 
 
