@@ -295,6 +295,29 @@ def exp_f32(x):
 
 
 @_inline
+def _exp_large_f32(x):
+    """exp_f32 where only results above 2^-126 matter (1 + exp(x) in a sigmoid): x clamped to
+    [-87.3, 89], 2^n made once from exponent bits as 2^(n-1) * 2 (2^128 overflows to inf as it
+    should; below -87.3 the result is 0, which leaves 1 + exp(x) = 1 unchanged). Equal to exp_f32
+    above 2^-126 and half its cost: no two-halves scaling for gradual underflow."""
+    y = x if x > np.float32(-87.3) else np.float32(-87.3)
+    y = y if y < np.float32(89.0) else np.float32(89.0)
+    n = (y * np.float32(_LOG2E) + np.float32(12582912.0)) - np.float32(12582912.0)
+    r = (y - n * np.float32(_LN2_HI)) - n * np.float32(_LN2_LO)
+    p = np.float32(1.0 / 5040.0)
+    p = p * r + np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    return (p * _pow2(np.int32(n) - 1)) * np.float32(2.0)
+
+
+@_inline
 def sigmoid_f32(x):
-    """1 / (1 + exp(-x)) in float32 arithmetic: a few ulps (0 below x = -87.3, as flushed exp)."""
-    return np.float32(1.0) / (np.float32(1.0) + exp_f32(-x))
+    """1 / (1 + exp(-x)) in float32 arithmetic: a few ulps (0 below x = -88.7, where exp(-x)
+    overflows; the subnormal results above it as the division gives them)."""
+    value = np.float32(1.0) / (np.float32(1.0) + _exp_large_f32(-x))
+    return value if x == x else x
