@@ -13,11 +13,17 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import dataclasses
+
 from ..graph import tensor as T
+from ..graph.ops import elemwise as E
+from ..graph.ops import elemwise_math as EM
+from ..graph.ops import shape as S
 from ..graph.ops.composite import Proj
 from ..graph.ops.scan import Scan, inner_placeholder
+from ..graph.ops.subtensor import Subtensor
 from ..graph.type import TensorType, is_discrete
-from ..graph.var import Var, replace
+from ..graph.var import Var, replace, toposort
 
 
 def _diff(var: Var) -> bool:
@@ -141,6 +147,15 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
     new_states += [accs[n] + cot(nonseq_ps[n]) for n in diff_nonseqs]
     seq_cots = [cot(inner_in[k]) for k in diff_seqs]
     b_outs = new_states + seq_cots
+    residuals = _residuals(op, b_outs, stored)
+    if residuals:
+        # the forward loop stores these per step (as more per-step outputs of a copy of it that
+        # the scan rewrites merge with the loop itself), instead of the backward loop redoing them
+        extended = _with_outputs(node, residuals)
+        for j, value in enumerate(residuals):
+            stored[value] = q = inner_placeholder(value.type, "stored")
+            b_seq_ps.append(q)
+            b_seq_outer.append(backward(Var(Proj(n_s + n_m + j), (extended,))))
     b_outs = replace(b_outs, stored) if stored else b_outs
     b_op = Scan(
         inner_inputs=tuple(b_seq_ps + b_state_ps + list(nonseq_ps)),
@@ -178,6 +193,60 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
             start = steps - back_steps if truncate >= 0 else 0
             results[1 + k] = T.set_subtensor(T.zeros_like(seq)[start:steps], rows)
     return tuple(results)
+
+
+# Ops whose values the backward loop recomputes from the stored ones: views, shapes and plain
+# arithmetic. Any other forward value it reads (a product, a transcendental function, a random
+# draw) is stored by the forward loop, as PyTorch and JAX keep their residuals.
+_CHEAP = (
+    E.Add, E.Sub, E.Mul, E.TrueDiv, E.Neg, E.Maximum, E.Minimum, E.Clip, E.Switch, E.EQ, E.NEQ,
+    E.LT, E.LE, E.GT, E.GE, E.And, E.Or, E.Xor, E.Invert, E.Second, E.Cast, E.ZeroGrad,
+    E.DisconnectedGrad, E.GradClip, E.GradScale, EM.Sqr, EM.Abs, S.DimShuffle, S.Shape, S.Reshape,
+    S.MakeVector, S.SpecifyShape, S.Join, S.Copy, Subtensor,
+)
+
+
+def _residuals(op: Scan, b_outs: list, stored: dict) -> list[Var]:
+    """The forward inner values worth storing for the backward body `b_outs`: those it reads,
+    directly or through cheap forward work it redoes, that are not cheap themselves (in forward
+    order). The forward loop's own outputs are stored already."""
+    inner_in = set(op.inner_inputs)
+    forward = [v for v in toposort(list(op.inner_outputs), stop=inner_in) if v.inputs]
+    in_forward = {id(v) for v in forward}
+    read = [v for v in b_outs if id(v) in in_forward]
+    for v in toposort(b_outs, stop=inner_in):
+        if id(v) not in in_forward:
+            # zeros_like(x) is second(x, 0): it needs x's shape only, which the canonical
+            # rewrites read from x's inputs (fill_of_elemwise)
+            values = v.inputs[1:] if isinstance(v.op, E.Second) else v.inputs
+            read += [x for x in values if id(x) in in_forward]
+    chosen: set[int] = set()
+    seen: set[int] = set()
+    while read:
+        v = read.pop()
+        if id(v) in seen or v in stored:
+            continue
+        seen.add(id(v))
+        if isinstance(v.op, _CHEAP) or not isinstance(v.type, TensorType):
+            read += [x for x in v.inputs if id(x) in in_forward]
+        else:
+            chosen.add(id(v))
+    return [v for v in forward if id(v) in chosen]
+
+
+def _with_outputs(node: Var, values: list[Var]) -> Var:
+    """The Scan `node` with `values` (forward inner values) as more per-step outputs."""
+    op: Scan = node.op
+    n_out = op.n_states + op.n_nitsot
+    outs = list(op.inner_outputs)
+    names = list(op.names)
+    if names:
+        names += [""] * len(values)
+    new_op = dataclasses.replace(
+        op, inner_outputs=tuple(outs[:n_out] + list(values) + outs[n_out:]),
+        n_nitsot=op.n_nitsot + len(values), names=tuple(names),
+    )
+    return Var(new_op, node.inputs, node.name)
 
 
 def _fit_state(value: Var, placeholder: Var) -> Var:

@@ -24,13 +24,14 @@ from ..graph.type import TupleType
 from ..graph.var import Constant, Var, replace, toposort
 
 __all__ = [
-    "optimize_scans", "prune_scans", "hoist_invariants", "save_memory", "products_out_of_loops",
+    "optimize_scans", "merge_extended_scans", "prune_scans", "hoist_invariants", "save_memory", "products_out_of_loops",
     "optimize_bodies", "share_branch_work",
 ]
 
 
 def optimize_scans(outputs: Sequence[Var], optimize_body: Callable | None = None) -> list[Var]:
     """Every scan rewrite; `optimize_body(list[Var]) -> list[Var]` rewrites the inner graphs."""
+    outputs = merge_extended_scans(outputs)
     outputs = prune_scans(outputs)
     outputs = hoist_invariants(outputs)
     outputs = prune_scans(outputs)  # hoisting can leave inputs unused
@@ -40,6 +41,7 @@ def optimize_scans(outputs: Sequence[Var], optimize_body: Callable | None = None
     outputs = share_branch_work(outputs)
     if optimize_body is not None:
         outputs = optimize_bodies(outputs, optimize_body)
+        outputs = prune_scans(outputs)  # a rewritten body may read fewer inputs
     return outputs
 
 
@@ -78,6 +80,64 @@ def _reached(roots: Sequence[Var], inputs: Sequence[Var]) -> set[int]:
     """Ids of the placeholders in `inputs` that `roots` depend on."""
     own = {id(p) for p in inputs}
     return {id(v) for v in toposort(roots, stop=set(inputs)) if id(v) in own}
+
+
+# -- one loop for a scan and its extension ------------------------------------------------------
+def merge_extended_scans(outputs: Sequence[Var]) -> list[Var]:
+    """A scan and a copy of it with more per-step outputs, on the same inputs (the gradient's
+    copy of a forward loop that also stores what the backward loop reads), run as one loop: the
+    copy, whose first outputs are the scan's own."""
+    outputs = list(outputs)
+    nodes = [v for v in toposort(outputs) if isinstance(v.op, Scan)]
+    if len(nodes) < 2:
+        return outputs
+    roots = {id(v) for v in outputs}
+    into: dict[int, Var] = {}
+    for a in nodes:
+        if id(a) in roots:
+            continue
+        longest = [b for b in nodes if b is not a and _extends(b, a)]
+        if longest:
+            into[id(a)] = max(longest, key=lambda b: b.op.n_nitsot)
+    if not into:
+        return outputs
+    for a_id, b in list(into.items()):  # a chain a < b < c goes straight to c
+        while id(b) in into:
+            b = into[id(b)]
+        into[a_id] = b
+    rebuilt: dict[int, Var] = {}
+
+    def transform(var, inputs, index_maps):
+        if not isinstance(var.op, Scan):
+            return None
+        target = into.get(id(var), var)
+        node = rebuilt.get(id(target))
+        if node is None:  # a and its extension have the same inputs: either one's new inputs do
+            node = rebuilt[id(target)] = Var(target.op, inputs, target.name)
+            index_maps[id(node)] = {i: i for i in range(len(target.type.types))}
+        return node
+
+    return _rebuild(outputs, transform)
+
+
+def _extends(b: Var, a: Var) -> bool:
+    """Is Scan b the Scan a with per-step outputs appended, on the same inputs?"""
+    x, y = a.op, b.op
+    if y.n_nitsot <= x.n_nitsot or len(a.inputs) != len(b.inputs):
+        return False
+    if any(p is not q for p, q in zip(a.inputs, b.inputs)):
+        return False
+    if len(x.inner_inputs) != len(y.inner_inputs):
+        return False
+    if any(p is not q for p, q in zip(x.inner_inputs, y.inner_inputs)):
+        return False
+    same = ("n_seqs", "state_taps", "until", "exact_length", "truncate_gradient", "keep")
+    if any(getattr(x, f) != getattr(y, f) for f in same):
+        return False
+    n = x.n_states + x.n_nitsot
+    own = list(y.inner_outputs[:n]) + (list(y.inner_outputs[-1:]) if y.until else [])
+    theirs = list(x.inner_outputs[:n]) + (list(x.inner_outputs[-1:]) if x.until else [])
+    return all(p is q for p, q in zip(own, theirs))
 
 
 # -- dropping unused outputs and inputs ---------------------------------------------------------

@@ -125,6 +125,13 @@ def _case_shape_of_elemwise():
     return [x], [s], expr, T.shape(x)
 
 
+def _case_fill_of_elemwise():
+    (x, s), (y, _) = dmat("x"), dmat("y")
+    # zeros_like of an elementwise result reads its shape from a leaf input of the same shape
+    expr = T.zeros_like(T.exp(y) * x) + y
+    return [x, y], [s, s], expr, optimized(T.zeros_like(x) + y)
+
+
 def _case_log_softmax():
     (x, s) = dmat("x")
     return [x], [s], T.log(T.nnet.softmax(x)), Var(LogSoftmax(1), (x,))
@@ -234,6 +241,7 @@ CASES = [
     Case("constants_last", _case_constants_last),
     Case("shape_static", _case_shape_static, also_exclude="shape_entry_static"),
     Case("shape_of_elemwise", _case_shape_of_elemwise),
+    Case("fill_of_elemwise", _case_fill_of_elemwise),
     Case("log_softmax", _case_log_softmax),
     Case("log_sigmoid", _case_log_sigmoid),
     Case("log_one_minus_sigmoid", _case_log_one_minus_sigmoid),

@@ -10,6 +10,7 @@ from theanine.compiler import pipeline
 from theanine.compiler.scan import reduce as scan_reduce, scan
 from theanine.compiler.scan_rewrites import (
     hoist_invariants,
+    merge_extended_scans,
     optimize_bodies,
     optimize_scans,
     products_out_of_loops,
@@ -208,3 +209,49 @@ def test_an_accumulator_read_inside_the_loop_is_left_alone():
     outs = [accs[-1], peeks]
     kept = save_memory(outs)
     assert products_out_of_loops(kept) == kept
+
+
+def _gated_rnn():
+    X, W, V, h0 = T.dtensor3("X"), T.dmatrix("W"), T.dmatrix("V"), T.dmatrix("h0")
+    step = lambda x, h, W, V: T.nnet.sigmoid(T.dot(h, W) + x) * T.tanh(T.dot(h, V))  # noqa: E731
+    hs, _ = scan(step, sequences=X, outputs_info=h0, non_sequences=[W, V])
+    cost = (hs[-1] ** 2).sum()
+    values = {X: RNG.normal(size=(5, 2, 3)), W: RNG.normal(size=(3, 3)),
+              V: RNG.normal(size=(3, 3)), h0: RNG.normal(size=(2, 3))}
+    return [cost] + theanine.grad(cost, [W, V, h0, X]), (X, W, V, h0), values
+
+
+def test_the_forward_loop_stores_what_the_backward_loop_reads():
+    """The backward step reads sigmoid(h W + x) and tanh(h V): the forward loop stores them per
+    step (an extended copy of it, merged with it into one loop) instead of the backward loop
+    redoing both products and both functions."""
+    outs, inputs, values = _gated_rnn()
+    before = scans(outs)
+    forward = [v for v in before if v.op.n_nitsot == 0]
+    extended = [v for v in before if v.op.n_nitsot == 2 and v.op.n_states == 1]
+    assert len(forward) == 1 and len(extended) == 1  # the gradient's copy stores two values
+    assert extended[0].inputs == forward[0].inputs
+    merged = merge_extended_scans(outs)
+    assert len(scans(merged)) == len(before) - 1
+    same_values(outs, merged, values)
+    with theanine.config.change_flags(optimizer_excluding="fuse"):
+        optimized = pipeline.optimize(outs, BACKEND)
+    loops = scans(optimized)
+    assert len(loops) == 2  # one forward loop, one backward loop
+    backward = max(loops, key=lambda v: v.op.n_seqs)
+    names = [type(v.op).__name__ for v in toposort(backward.op.inner_outputs) if v.inputs]
+    assert "Sigmoid" not in names and "Tanh" not in names
+    outer = [v for v in toposort(backward.inputs) if v.inputs and isinstance(v.op, (Dot, TensorDot))]
+    assert outer == []  # no product over the stored states redone for the backward loop
+    same_values(outs, optimized, values)
+    # and the compiled function agrees with numpy's reference evaluation of the unrewritten graph
+    f = theanine.function(list(inputs), outs, mode="numba")
+    got = f(*(values[v] for v in inputs))
+    for a, b in zip(got, evaluate(outs, values)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_scan_without_an_extension_is_left_alone():
+    outs, _, values = _gated_rnn()
+    forward_only = [outs[0]]  # the cost alone: no gradient, no extended copy
+    assert merge_extended_scans(forward_only) == forward_only

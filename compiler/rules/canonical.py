@@ -126,6 +126,23 @@ def shape_of_elemwise(node: Var, x: Var):
     return None
 
 
+def fill_of_elemwise(node: Var, x: Var, y: Var):
+    """second(x, y) (y broadcast to x's shape, zeros_like's form) reads x only for its shape: an
+    elementwise x gives way to an input of the same shape, a leaf first, so x itself need not be
+    computed (a gradient's zeros_like(gates) in a backward loop would redo the gates' product)."""
+    if not isinstance(x.op, E.Elemwise) or isinstance(x.type, TupleType):
+        return None
+    same = [
+        source for source in x.inputs
+        if source.ndim == x.ndim
+        and all(ds != 1 or dx == 1 for ds, dx in zip(source.type.shape, x.type.shape))
+    ]
+    if not same:
+        return None
+    source = next((v for v in same if not v.inputs), same[0])
+    return Var(node.op, (source, y), node.name)
+
+
 def shape_of_shape_preserving(node: Var, x: Var):
     """Shapes of ops that keep their input's shape (softmax and friends, dimshuffles read through)."""
     from ...graph.ops.nnet import LogSoftmax, Softmax
@@ -170,6 +187,7 @@ canonical = [
     rule("shape_static", Pat(Shape, x), shape_static),
     rule("shape_of_elemwise", Pat(Shape, x), shape_of_elemwise),
     rule("shape_of_shape_preserving", Pat(Shape, x), shape_of_shape_preserving),
+    rule("fill_of_elemwise", Pat(E.Second, x, y), fill_of_elemwise),
     rule("shape_entry_static", Pat(Subtensor, Pat(Shape, x, name="s")), shape_entry_static),
 ]
 
