@@ -229,3 +229,26 @@ def test_symbolic_constant_axis_is_accepted():
     x = T.dmatrix("x")
     v = RNG.normal(size=(3, 4))
     np.testing.assert_allclose(T.sum(x, axis=T.constant(1)).eval({x: v}), v.sum(axis=1))
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "max", "min", "argmax"])
+def test_reductions_over_axes_read_backwards_in_mode_numba(name):
+    """A reduced axis laid out backwards (a backward loop's stacked outputs, x[::-1]) is read
+    forwards by the order-free reductions; argmax keeps numpy's first index of a tie."""
+    import theanine
+
+    x = T.dtensor3("x")
+    value = np.round(np.random.default_rng(3).normal(size=(5, 4, 6)), 1)
+    value[1, :, 2] = value[3, :, 2] = 9.0  # a tie along axis 0
+    for axis in [(0,), (0, 1), (1, 2), (0, 2)]:
+        view = x[::-1, :, ::-1]
+        if name == "argmax":
+            if len(axis) != 1:
+                continue
+            expr = T.argmax(view, axis=axis[0])
+            want = np.argmax(value[::-1, :, ::-1], axis=axis[0])
+        else:
+            expr = getattr(T, name)(view, axis=axis)
+            want = getattr(np, name)(value[::-1, :, ::-1], axis=axis)
+        got = theanine.function([x], expr, mode="numba")(value)
+        np.testing.assert_allclose(got, want, rtol=1e-12)

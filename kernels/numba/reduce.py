@@ -131,8 +131,15 @@ def cumulate_rows(x, out, start, product, reverse):
             out[i, j] = acc
 
 
-def as_matrix(x: np.ndarray, axes: tuple) -> tuple[np.ndarray, bool]:
-    """(matrix, by_rows): x with the reduced axes as the rows' (or the columns') entries."""
+def as_matrix(x: np.ndarray, axes: tuple, any_order: bool = False) -> tuple[np.ndarray, bool]:
+    """(matrix, by_rows): x with the reduced axes as the rows' (or the columns') entries.
+    `any_order`: the reduction does not depend on the order of its terms (a sum, not an argmax):
+    a reduced axis laid out backwards (x[::-1], a backward loop's stacked outputs) is read
+    forwards, as a view, instead of being copied."""
+    if any_order:
+        for a in axes:
+            if x.strides[a] < 0:
+                x = x[(slice(None),) * a + (slice(None, None, -1),)]
     ndim = x.ndim
     kept = [a for a in range(ndim) if a not in axes]
     size_kept = 1
@@ -176,7 +183,7 @@ def _sum(op, var):
     def run(x):
         shape = reduced_shape(x.shape, op.axis, op.keepdims)
         out = np.empty(_kept_size(x.shape, op.axis), dtype)
-        matrix, by_rows = as_matrix(x, op.axis)
+        matrix, by_rows = as_matrix(x, op.axis, any_order=True)
         (sum_rows if by_rows else sum_cols)(matrix, out, zero)
         return out.reshape(shape)
 
@@ -190,7 +197,7 @@ def _prod(op, var):
     def run(x):
         shape = reduced_shape(x.shape, op.axis, op.keepdims)
         out = np.empty(_kept_size(x.shape, op.axis), dtype)
-        matrix, by_rows = as_matrix(x, op.axis)
+        matrix, by_rows = as_matrix(x, op.axis, any_order=True)
         (prod_rows if by_rows else prod_cols)(matrix.astype(dtype, copy=False), out, one)
         return out.reshape(shape)
 
@@ -208,7 +215,7 @@ def _extreme(lowest: bool):
                 )
             shape = reduced_shape(x.shape, op.axis, op.keepdims)
             out = np.empty(_kept_size(x.shape, op.axis), x.dtype)
-            matrix, by_rows = as_matrix(x, op.axis)
+            matrix, by_rows = as_matrix(x, op.axis, any_order=True)
             (extreme_rows if by_rows else extreme_cols)(matrix, out, lowest)
             return out.reshape(shape)
 

@@ -47,7 +47,7 @@ def _sum_to_shape(op, var):
             return g.astype(dtype, copy=False)
         kept = [a for a in range(g.ndim) if a not in axes]
         out = np.empty(int(np.prod([g.shape[a] for a in kept])), dtype)
-        matrix, by_rows = as_matrix(g, axes)
+        matrix, by_rows = as_matrix(g, axes, any_order=True)
         (sum_rows if by_rows else sum_cols)(matrix, out, zero)
         return out.reshape([1 if a in axes else g.shape[a] for a in range(lead, g.ndim)])
 
