@@ -215,6 +215,26 @@ def test_gate_windows_are_read_in_place_by_the_elementwise_loops():
         assert re.search(rf"= h\d+\(.*\b[pv]\d+, \(0, {start}, \), v\d+", body), body
 
 
+def test_sequences_read_backwards_reach_the_loop_in_their_own_order():
+    """A reversed C-ordered sequence (go_backwards, a backward loop's inputs) is read from its last
+    row instead of being copied reversed; a reversed and strided one is copied; values as numpy's."""
+    from theanine.kernels.numba.scan_loop import _rows_in_order
+
+    x = T.tensor3("x")
+    cases = [x[::-1], x.dimshuffle(0, 2, 1)[::-1], x[1:][::-1], x]
+    outs = [theanine.scan(lambda row, acc: acc * 0.5 + T.tanh(row), sequences=seq,
+                          outputs_info=T.zeros_like(seq[0]))[0] for seq in cases]
+    xv = RNG.normal(size=(5, 4, 3)).astype("float32")
+    got, want, f = _both([x], outs, xv)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert all(not r.loop.broken for r in _scan_runners(f))
+    rows, last = _rows_in_order(xv[::-1])
+    assert last == 4 and np.shares_memory(rows, xv) and rows.flags.c_contiguous
+    rows, last = _rows_in_order(xv[::-1, ::2])
+    assert last == -1 and not np.shares_memory(rows, xv)
+
+
 def test_a_scalar_non_sequence_reaches_the_compiled_loop_as_a_scalar():
     """Theano's tutorial polynomial: x ** power in the loop, x a 0-d non-sequence."""
     coefficients, x = T.dvector("coefficients"), T.dscalar("x")

@@ -385,14 +385,25 @@ class CompiledLoop:
         steps, seqs, buffers, lags, nonseqs = op.prepare(n_steps, values)
         # C order, copied once here if need be: each step's rows are then C-ordered arrays to
         # numba, which its loops vectorize, instead of strided views copied at every step
-        seqs = [_c_order(s) for s in seqs]
+        seqs, last_rows = zip(*(_rows_in_order(s) for s in seqs)) if seqs else ((), ())
         nonseqs = [_c_order(x) for x in nonseqs]
         extra = list(self.constants) + [container.value for container in self.shared]
-        outs = self.function(np.int64(steps), *seqs, *buffers, *nonseqs, *extra)
+        outs = self.function(np.int64(steps), *seqs, *last_rows, *buffers, *nonseqs, *extra)
         done, nitsots = int(outs[0]), list(outs[1:])
         if done == 0:
             nitsots = [None] * op.n_nitsot
         return op.results(buffers, lags, nitsots, done)
+
+
+def _rows_in_order(seq: np.ndarray) -> tuple[np.ndarray, np.int64]:
+    """(seq in C order, -1), or (seq[::-1], its last row index) for a sequence that is a C-ordered
+    array read backwards (a backward loop's sequences: the forward loop's outputs reversed): the
+    loop reads its rows from the end instead of getting a reversed copy of every sequence."""
+    if seq.ndim and seq.shape[0] > 1 and seq.strides[0] < 0:
+        ahead = seq[::-1]
+        if ahead.flags.c_contiguous:
+            return ahead, np.int64(seq.shape[0] - 1)
+    return _c_order(seq), np.int64(-1)
 
 
 def _c_order(x: np.ndarray) -> np.ndarray:
@@ -454,7 +465,8 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
                  n_shared: int) -> str:
     """The module text: helpers, then the loop function named LOOP."""
     n_seqs, n_states, n_nitsot = op.n_seqs, op.n_states, op.n_nitsot
-    params = ["n_steps"] + [f"q{k}" for k in range(n_seqs)] + [f"b{i}" for i in range(n_states)]
+    params = ["n_steps"] + [f"q{k}" for k in range(n_seqs)] + [f"r{k}" for k in range(n_seqs)]
+    params += [f"b{i}" for i in range(n_states)]
     params += [f"n{k}" for k in range(op.n_nonseqs)]
     params += [f"c{k}" for k in range(n_const)] + [f"s{k}" for k in range(n_shared)]
     flags = 'cache=True, error_model="numpy"'
@@ -477,7 +489,8 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
     lines.append("    for t in range(n_steps):")
     step = []
     for k in range(n_seqs):
-        step.append(f"{names[k]} = q{k}[t]")
+        # r{k} >= 0: the sequence came reversed and is passed in its own order: step t reads row r - t
+        step.append(f"{names[k]} = q{k}[t if r{k} < 0 else r{k} - t]")
     position = n_seqs
     for i, taps in enumerate(op.state_taps):
         lag = op.lag(i)
