@@ -105,6 +105,88 @@ def torch_row_in_own_process(repeat: int):
     return tuple(row) if row else None
 
 
+# The matrix products of one forward + backward pass: (name, m, k, n, calls per pass)
+PRODUCTS = [
+    ("step forward h @ W_hid", BATCH, HIDDEN, 4 * HIDDEN, STEPS),
+    ("step backward dgates @ W_hid.T", BATCH, 4 * HIDDEN, HIDDEN, STEPS),
+    ("input projection x @ W_in", BATCH * STEPS, FEATURES, 4 * HIDDEN, 1),
+    ("dW_in = x.T @ dgates", FEATURES, BATCH * STEPS, 4 * HIDDEN, 1),
+    ("dW_hid = h.T @ dgates", HIDDEN, BATCH * STEPS, 4 * HIDDEN, 1),
+]
+
+
+def product_microseconds(repeat: int) -> list[float]:
+    """Microseconds per product of each shape in PRODUCTS through theanine's BLAS (scipy's
+    OpenBLAS): the step shapes as the compiled loop calls them (np.dot in numba), the others as
+    the plan does (sgemm from Python)."""
+    import numba
+
+    from theanine.kernels.numba.linalg import real_gemm
+
+    @numba.njit
+    def loop(a, b, n):
+        total = 0.0
+        for _ in range(n):
+            total += np.dot(a, b)[0, 0]
+        return total
+
+    rng = np.random.default_rng(1)
+    out = []
+    for _, m, k, n, calls in PRODUCTS:
+        a = rng.normal(size=(m, k)).astype("float32")
+        b = rng.normal(size=(k, n)).astype("float32")
+        if calls > 1:
+            loop(a, b, 3)
+            tic = time.perf_counter()
+            loop(a, b, repeat * 50)
+            out.append(1e6 * (time.perf_counter() - tic) / (repeat * 50))
+        else:
+            out.append(1e3 * timed(lambda: real_gemm(a, b), repeat)[0])
+    return out
+
+
+def torch_product_microseconds(repeat: int) -> list[float] | None:
+    """The same products through torch.mm (MKL), in a process of its own, 2 threads."""
+    code = (
+        "import sys, json, time, torch; sys.path.insert(0, 'bench'); import lstm; "
+        "torch.set_num_threads(2); out = []\n"
+        "for _, m, k, n, calls in lstm.PRODUCTS:\n"
+        "    a, b = torch.randn(m, k), torch.randn(k, n)\n"
+        "    for _ in range(20): torch.mm(a, b)\n"
+        f"    reps = {repeat} * (50 if calls > 1 else 1); tic = time.perf_counter()\n"
+        "    for _ in range(reps): torch.mm(a, b)\n"
+        "    out.append(1e6 * (time.perf_counter() - tic) / reps)\n"
+        "print(json.dumps(out))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def product_lines(repeat: int) -> list[str]:
+    ours, theirs = product_microseconds(repeat), torch_product_microseconds(repeat)
+    lines = [
+        "",
+        "The matrix products alone (the floor under both): microseconds per product, theanine's "
+        "BLAS (scipy's OpenBLAS, as the compiled loop and the plan call it) against torch.mm "
+        "(PyTorch's MKL), 2 threads each, and milliseconds per forward + backward pass.",
+        "",
+        "| product (m x k x n) | calls | theanine (us) | torch.mm (us) |",
+        "|---|---:|---:|---:|",
+    ]
+    total_ours = total_theirs = 0.0
+    for k, (name, m, kk, n, calls) in enumerate(PRODUCTS):
+        theirs_k = f"{theirs[k]:.1f}" if theirs else "-"
+        lines.append(f"| {name} ({m} x {kk} x {n}) | {calls} | {ours[k]:.1f} | {theirs_k} |")
+        total_ours += calls * ours[k] / 1e3
+        total_theirs += calls * theirs[k] / 1e3 if theirs else 0.0
+    lines.append(f"| **per pass (ms)** | | **{total_ours:.2f}** | "
+                 f"**{total_theirs:.2f}** |" if theirs else f"| **per pass (ms)** | | **{total_ours:.2f}** | - |")
+    return lines
+
+
 def first_call_seconds(mode: str, cache: str) -> float:
     """Build, compile and run once in a new process with the given cache directory."""
     code = (
@@ -150,6 +232,7 @@ def main() -> None:
         f"theanine numba, build + compile + first call in a new process: {cold:.2f} s with an empty cache, "
         f"{warm:.2f} s with a warm cache.",
     ]
+    lines += product_lines(args.repeat)
     if not peer:
         lines.append("\nPyTorch is not installed here, so it has no row (`pip install torch==2.13.0`).")
     text = "\n".join(lines)
