@@ -318,6 +318,31 @@ def test_gemm_from_dot_plus_scaled_matrix():
     assert not isinstance(optimized(expr, exclude="gemm").op, Gemm)
 
 
+@pytest.mark.parametrize("mode", ["py", "numba"])
+def test_a_bias_added_to_a_tensordot_over_rows_becomes_one_gemm(mode):
+    """x (3-d) @ W + b: one Gemm on x's rows with b as its beta term, no Add pass; and the
+    product's shape, read for the step count of a loop, is taken from the operands."""
+    x = input_var(TensorType("float32", (None, None, None)), "x")
+    w = input_var(TensorType("float32", (None, None)), "w")
+    b = input_var(TensorType("float32", (None,)), "b")
+    expr = T.dot(x.dimshuffle(1, 0, 2), w) + b
+    out = optimized(expr)
+    ops = [type(v.op).__name__ for v in toposort([out]) if v.inputs]
+    assert "Gemm" in ops and "Add" not in ops and "TensorDot" not in ops
+    assert "Gemm" not in [type(v.op).__name__ for v in toposort([optimized(expr, "gemm_rows_bias")])]
+    xv = RNG.normal(size=(4, 5, 3)).astype("float32")
+    wv = RNG.normal(size=(3, 6)).astype("float32")
+    bv = RNG.normal(size=6).astype("float32")
+    want = np.einsum("abk,kn->ban", xv.astype("float64"), wv) + bv
+    f = theanine.function([x, w, b], [expr, expr.shape[0]], mode=mode)
+    got, steps = f(xv, wv, bv)
+    assert got.shape == (5, 4, 6) and steps == 5
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    shape = optimized(T.shape(T.tensordot(x, w, [[2], [0]])))
+    assert "TensorDot" not in [type(v.op).__name__ for v in toposort([shape])]
+    assert list(evaluate([shape], {x: xv, w: wv})[0]) == [4, 5, 6]
+
+
 def test_gemm_for_an_sgd_update():
     w = theanine.shared(RNG.normal(size=(4, 3)), name="w")
     x, d = (input_var(TensorType("float64", (None, None)), n) for n in "xd")

@@ -126,6 +126,28 @@ def shape_of_elemwise(node: Var, x: Var):
     return None
 
 
+def shape_of_product(node: Var, x: Var):
+    """The shape of a tensordot (or dot) read from its operands' shapes: the product need not be
+    computed for it (a scan's step count taken from its input projection)."""
+    from ...graph.ops.linalg import Dot, TensorDot
+    from ...graph.ops.shape import as_shape_vector
+
+    if isinstance(x.op, TensorDot):
+        a, b = x.inputs
+        op = x.op
+        entries = [a.shape[i] for i in range(op.batch)]
+        entries += [a.shape[i] for i in op.free_axes(a.ndim, op.axes_a)]
+        entries += [b.shape[i] for i in op.free_axes(b.ndim, op.axes_b)]
+    elif isinstance(x.op, Dot) and x.ndim:
+        a, b = x.inputs
+        entries = [a.shape[i] for i in range(a.ndim - 1)] + [b.shape[i] for i in range(1, b.ndim)]
+    else:
+        return None
+    if not entries:
+        return None
+    return as_shape_vector(tuple(entries), "shape")
+
+
 def fill_of_elemwise(node: Var, x: Var, y: Var):
     """second(x, y) (y broadcast to x's shape, zeros_like's form) reads x only for its shape: an
     elementwise x gives way to an input of the same shape, a leaf first, so x itself need not be
@@ -188,6 +210,7 @@ canonical = [
     rule("shape_of_elemwise", Pat(Shape, x), shape_of_elemwise),
     rule("shape_of_shape_preserving", Pat(Shape, x), shape_of_shape_preserving),
     rule("fill_of_elemwise", Pat(E.Second, x, y), fill_of_elemwise),
+    rule("shape_of_product", Pat(Shape, x), shape_of_product),
     rule("shape_entry_static", Pat(Subtensor, Pat(Shape, x, name="s")), shape_entry_static),
 ]
 

@@ -111,6 +111,31 @@ def gemm(node: Var, a: Var, b: Var):
     return None
 
 
+def gemm_rows_bias(node: Var, a: Var, b: Var):
+    """tensordot(x, W) over x's last axis plus a bias broadcast along every other axis (a layer's
+    x @ W + b, an LSTM's input projection of every step) -> one Gemm on x's rows, b copied into
+    the output first (beta = 1): the bias costs no pass of its own over the result."""
+    from ...graph.ops.linalg import TensorDot
+
+    for product, bias in ((a, b), (b, a)):
+        op = product.op
+        if not isinstance(op, TensorDot) or op.batch or op.axes_b != (0,):
+            continue
+        left, right = product.inputs
+        if left.ndim < 3 or right.ndim != 2 or op.axes_a != (left.ndim - 1,):
+            continue
+        if bias.ndim != node.ndim or any(d != 1 for d in bias.type.shape[:-1]):
+            continue
+        if len({node.dtype, product.dtype, bias.dtype}) != 1 or is_discrete(node.dtype):
+            continue
+        rows = T.reshape(left, (-1, left.shape[-1]))
+        one = constant(1, node.dtype)
+        product2 = Var(Gemm(), (T.reshape(bias, (1, -1)), one, rows, right, one))
+        shape = [left.shape[i] for i in range(left.ndim - 1)] + [right.shape[1]]
+        return T.reshape(product2, shape, ndim=node.ndim)
+    return None
+
+
 def _same_shape(a: Var, b: Var) -> bool:
     return all(p == q or p is None or q is None for p, q in zip(a.type.shape, b.type.shape))
 
@@ -145,6 +170,7 @@ specialize = [
         if constant_value(c) is not None and not is_discrete(node.dtype) and constant_value(c).dtype.kind == "f"
         and not np.any(constant_value(c) == 0) else None)),
     rule("gemm", Pat((E.Add, E.Sub), Pat.var("a"), Pat.var("b")), gemm),
+    rule("gemm_rows_bias", Pat(E.Add, Pat.var("a"), Pat.var("b")), gemm_rows_bias),
     rule("ger", Pat(E.Add, Pat.var("a"), Pat.var("b")), ger),
     rule("sum_of_product_to_dot", Pat(Sum, Pat(E.Mul, Pat.var("a"), Pat.var("b"))), sum_of_product_to_dot),
 ]
