@@ -172,10 +172,11 @@ def test_lenet_dropout_batchnorm_float64_sgd():
     # Host nodes: as in the plain net, the flatten before the first dense layer (Shape of the
     # pooled map, MakeVector of the reshape target) and the loss mean's AxisSize; the first
     # dropout's mask size (batch, 4, 2, 1) is a MakeVector over that same Shape's batch entry; the
-    # second dropout's mask size is a MakeVector over the Shape of the dense product (its width is
-    # not static: shared weights have unknown shapes); each batch norm divides its statistics by
-    # an AxisSize (the size of the axes it normalizes over).
-    assert host_ops(f._plan) == {"Shape": 2, "MakeVector": 3, "AxisSize": 3}, host_ops(f._plan)
+    # second dropout's mask size is a MakeVector over the dense product's shape, itself a
+    # MakeVector read from the shapes of its operands (the batch entry and the Shape of the
+    # weight: shared weights have unknown shapes), so the product is not needed for it; each
+    # batch norm divides its statistics by an AxisSize (the size of the axes it normalizes over).
+    assert host_ops(f._plan) == {"Shape": 3, "MakeVector": 4, "AxisSize": 3}, host_ops(f._plan)
     assert {"random"} <= {k.kind for k in f._plan.kernels()}
     # Inference after training: no dropout, batch norm with the running averages just trained.
     predictions = []
@@ -225,10 +226,11 @@ def recurrent(layer):
 # offsets read from the Shape of every piece, a shared variable of unknown static shape: 3 per gate
 # (LSTM: 4 gates, GRU: 3); one more Shape gives the scan's step count (the length of the
 # precomputed input), one the batch size of the initial states (ones((batch, 1)) . hid_init); the
-# AxisSize is the batch size dividing the loss mean.
+# AxisSize is the batch size dividing the loss mean. The input projection plus its bias is one Gemm
+# on the input's rows: two MakeVectors give the shapes of its reshapes (to rows and back).
 RECURRENT_HOST = {
-    L.LSTMLayer: {"Shape": 14, "AxisSize": 1},
-    L.GRULayer: {"Shape": 11, "AxisSize": 1},
+    L.LSTMLayer: {"Shape": 14, "MakeVector": 2, "AxisSize": 1},
+    L.GRULayer: {"Shape": 11, "MakeVector": 2, "AxisSize": 1},
 }
 
 
@@ -279,9 +281,10 @@ def test_conv_recurrent_float64_adam():
     # reshaping (batch, steps, 1, 6, 5) to (batch * steps, ...) and back (the Shape of the
     # swapped input, a MakeVector per reshape target); the Shape of the result gives the scan's
     # step count; the flatten before the dense layer (Shape, MakeVector); the gradients of the
-    # two reshapes take their target from the Shape of the dense product and of the conv
+    # two reshapes take their target from the shape of the dense product (a MakeVector over the
+    # Shapes of its operands, so the product is not needed for it) and the Shape of the conv
     # output; AxisSize: the loss mean's divisor.
-    assert host_ops(f._plan) == {"Shape": 5, "MakeVector": 3, "AxisSize": 1}, host_ops(f._plan)
+    assert host_ops(f._plan) == {"Shape": 6, "MakeVector": 4, "AxisSize": 1}, host_ops(f._plan)
     scans = [s[1].plan for s in f._plan.steps if type(s[0].op).__name__ == "Scan"]
     inner = [{type(v.op).__name__ for v in plan.nodes()} for plan in scans]
     assert "Conv2d" in inner[0] and {"Conv2dGradInputs", "Conv2dGradWeights"} <= inner[1]
@@ -318,11 +321,15 @@ def embedding():
 def test_embedding(floatx, optimizer, rtol):
     data = (TOKENS, TOKEN_TARGETS.astype(floatx))
     f = check_training(embedding, data, floatx, optimizer, rtol=rtol)
-    # The one host node: AxisSize, the number of values dividing the squared error's mean.
-    assert host_ops(f._plan) == {"AxisSize": 1}, host_ops(f._plan)
-    lowerings = {type(s[0].op).__name__: type(s[1]) for s in f._plan.steps}
-    assert lowerings["Subtensor"] is GatherLowering  # W[tokens]
-    assert lowerings["IncSubtensor"] is ScatterLowering  # its gradient: atomics for the repeats
+    # Host nodes: AxisSize, the number of values dividing the squared error's mean; the dense
+    # layer over two leading axes plus its bias is one Gemm on the embedded rows, between two
+    # reshapes whose targets (MakeVector) are read from the Shapes of its operands.
+    assert host_ops(f._plan) == {"AxisSize": 1, "Shape": 2, "MakeVector": 2}, host_ops(f._plan)
+    lowerings: dict = {}
+    for s in f._plan.steps:
+        lowerings.setdefault(type(s[0].op).__name__, set()).add(type(s[1]))
+    assert GatherLowering in lowerings["Subtensor"]  # W[tokens] (shape entries: host Subtensors)
+    assert lowerings["IncSubtensor"] == {ScatterLowering}  # its gradient: atomics for the repeats
     # A step with new tokens sends the targets and the tokens' int64 row offsets once: the gather
     # and the scatter of its gradient plan the same offsets and share one upload.
     tokens = TOKENS[::-1] if floatx == "float32" else TOKENS[:, ::-1]  # no other test sends these
