@@ -31,7 +31,8 @@ def optimize(outputs: Sequence[Var], backend=None, report: list | None = None) -
 
     The order: canonicalize (fold constants, normal forms, identities, shapes) -> drop the gradient-
     shaping ops -> stabilize -> specialize (sqr, gemm, ...) -> max+argmax -> scan and ifelse bodies
-    (pruned, loop-invariant work hoisted, each body optimized by this same function) -> fuse elementwise
+    (pruned, loop-invariant work hoisted, each body optimized by this same function) -> products
+    sharing an operand merged into one -> fuse elementwise
     -> fuse reductions with the elementwise work feeding them (sum of squares in one pass).
     THEANINE_FLAGS: optimizer=None skips everything, optimizer=fast_compile keeps only canonicalize and
     stabilize, optimizer_excluding=a:b drops rules or whole passes by name.
@@ -73,6 +74,10 @@ def _optimize(outputs: list[Var], backend, report: list | None) -> list[Var]:
 
         outputs = _timed("scan", lambda outs: optimize_scans(outs, lambda inner: optimize(inner, backend)),
                          outputs, report)
+    if not fast and "merge_products" not in excluded:  # gradients sharing a cotangent
+        from .products import merge_sibling_products
+
+        outputs = _timed("merge_products", merge_sibling_products, outputs, report)
     if not fast and "fuse" not in excluded:
         supported = backend.supported if backend is not None else (lambda var: True)
         outputs = _timed("fuse", lambda outs: fuse_elementwise(outs, supported), outputs, report)
