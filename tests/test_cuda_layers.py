@@ -227,9 +227,11 @@ def recurrent(layer):
 # (LSTM: 4 gates, GRU: 3); one more Shape gives the scan's step count (the length of the
 # precomputed input), one the batch size of the initial states (ones((batch, 1)) . hid_init); the
 # AxisSize is the batch size dividing the loss mean. The input projection plus its bias is one Gemm
-# on the input's rows: two MakeVectors give the shapes of its reshapes (to rows and back).
+# on the input's rows: two MakeVectors give the shapes of its reshapes (to rows and back). The
+# LSTM's gradients of W_in and W_hid are one product of the joined inputs and hidden states with
+# the gates' cotangent: its rows split at the Shapes of the two parts.
 RECURRENT_HOST = {
-    L.LSTMLayer: {"Shape": 14, "MakeVector": 2, "AxisSize": 1},
+    L.LSTMLayer: {"Shape": 16, "MakeVector": 2, "AxisSize": 1},
     L.GRULayer: {"Shape": 11, "MakeVector": 2, "AxisSize": 1},
 }
 
