@@ -235,6 +235,29 @@ def test_sequences_read_backwards_reach_the_loop_in_their_own_order():
     assert last == -1 and not np.shares_memory(rows, xv)
 
 
+def test_elementwise_steps_write_state_and_output_rows_in_place():
+    """A state's next value and a per-step output made by an elementwise helper are written into
+    the state's buffer row and the output's row (from step 1 on) by the helper itself: no copy."""
+    x, h0 = T.tensor3("x"), T.matrix("h0")
+    (hs, ys), _ = theanine.scan(lambda row, h: (T.tanh(row + h), T.exp(row) * h), sequences=x,
+                                outputs_info=[h0, None])
+    xv = RNG.normal(size=(5, 2, 3)).astype("float32")
+    hv = RNG.normal(size=(2, 3)).astype("float32")
+    got, want, f = _both([x, h0], [hs, ys], xv, hv)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    (runner,) = _scan_runners(f)
+    body = runner.loop.source[runner.loop.source.index("def scan_"):]
+    assert re.search(r"= h\d+\(.*, b0\[\(t \+ 1\) % size0\]", body)  # the state's row
+    assert re.search(r"= h\d+\(.*, \(o0\[t\] if t > 0 else z\d+\)", body)  # the output's
+    assert not re.search(r"h\d+\(b0\[", body)  # no copy into the state's row afterwards
+    assert re.search(r"if t == 0:\n\s+h\d+\(o0\[0\], v\d+\)", body)  # step 0 copies once
+    # a state that changes shape still fails with the step's message
+    g = theanine.function([x, h0], hs, mode="numba")
+    with pytest.raises(ValueError, match="changed shape|shape"):
+        g(xv, hv[:1])
+
+
 def test_a_scalar_non_sequence_reaches_the_compiled_loop_as_a_scalar():
     """Theano's tutorial polynomial: x ** power in the loop, x a 0-d non-sequence."""
     coefficients, x = T.dvector("coefficients"), T.dscalar("x")

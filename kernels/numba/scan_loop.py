@@ -88,6 +88,11 @@ class _Writer:
         # id(window) -> (the array it is a window of, its starts): elementwise helpers read such
         # a window from the array itself at an offset, in C order, instead of copying it
         self.windows: dict[int, tuple[str, tuple]] = {}
+        # (id(var), output j) -> (row expression, inner output index): an elementwise result that
+        # is a state's next row or a per-step output row is written there by its helper
+        self.destinations: dict[tuple[int, int], tuple[str, int]] = {}
+        self.written: set[int] = set()  # inner output indices their helper wrote in place
+        self.dummies: dict[str, str] = {}  # "dtype ndim" -> name of an empty array of that type
 
     def helper(self, text: str) -> str:
         """Add a helper function (text with the name HELPER), or find the same one written
@@ -177,9 +182,21 @@ class _Writer:
         returned = "out0" if len(outputs) == 1 else "(" + ", ".join(
             f"out{j}" for j in range(len(outputs))) + ",)"
         text = self._loop_function(patterns, ndim, dtypes, inner + body + stores, returned,
-                                   windows=windows)
+                                   windows=windows, destinations=True)
         name = self.helper(text)
-        return [f"{out} = {name}({', '.join(args)})"]
+        targets = []
+        for j, dtype in enumerate(dtypes):
+            found = self.destinations.get((id(var), j))
+            if found is None:
+                targets.append(self._dummy(dtype, ndim))
+            else:
+                targets.append(found[0])
+                self.written.add(found[1])
+        return [f"{out} = {name}({', '.join(args + targets)})"]
+
+    def _dummy(self, dtype: str, ndim: int) -> str:
+        """An empty array standing for "no destination": the helper allocates its output."""
+        return self.dummies.setdefault(f"{dtype} {ndim}", f"z{len(self.dummies)}")
 
     def _windows(self, inputs, patterns, args: list[str]) -> tuple[set, list[str]]:
         """The inputs read as windows of a larger array (none broadcast), and the call's
@@ -197,13 +214,17 @@ class _Writer:
         return windows, call
 
     def _loop_function(self, patterns, ndim, dtypes, body, returned, init=None, out_shape=None,
-                       windows=frozenset()):
+                       windows=frozenset(), destinations=False):
         """A helper over inputs x0.. broadcast by their static patterns: sizes d0.., checks,
         outputs out0.. of `out_shape` (default the loop's shape), one loop per axis. An input
         k in `windows` comes as three parameters: the array x{k}, the starts s{k} and the window
-        w{k}, whose shape is the one checked."""
+        w{k}, whose shape is the one checked. `destinations`: one more parameter per output, an
+        array the output is written into when it has the output's shape (a state's or a per-step
+        output's row), else a new array."""
         n = len(patterns)
         params = ", ".join(f"x{k}, s{k}, w{k}" if k in windows else f"x{k}" for k in range(n))
+        if destinations:
+            params += "".join(f", dest{j}" for j in range(len(dtypes)))
         lines = [f"def HELPER({params}):"]
         lines += [f"    x{k} = np.ascontiguousarray(x{k})" for k in range(n)]
         shape_of = {k: (f"w{k}" if k in windows else f"x{k}") for k in range(n)}
@@ -217,8 +238,14 @@ class _Writer:
                 lines.append(f"    if {shape_of[k]}.shape[{axis}] != d{axis}:")
                 lines.append("        raise ValueError('elementwise: shapes do not match')")
         shape = out_shape or "(" + "".join(f"d{a}, " for a in range(ndim)) + ")"
+        fits = " and ".join(f"dest{{j}}.shape[{a}] == d{a}" for a in range(ndim)) or "True"
         for j, dtype in enumerate(dtypes):
-            if init is None:
+            if destinations:
+                lines.append(f"    if {fits.format(j=j)}:")
+                lines.append(f"        out{j} = dest{j}")
+                lines.append("    else:")
+                lines.append(f"        out{j} = np.empty({shape}, np.{dtype})")
+            elif init is None:
                 lines.append(f"    out{j} = np.empty({shape}, np.{dtype})")
             else:
                 lines.append(f"    out{j} = np.full({shape}, {init}, np.{dtype})")
@@ -425,6 +452,7 @@ def compile_loop(op: Scan) -> CompiledLoop | None:
     placeholder_names = [f"p{k}" for k in range(len(inner_inputs))]
     for p, name in zip(inner_inputs, placeholder_names):
         writer.names[id(p)] = name
+    _plan_destinations(op, writer)
     constants, shared, lines = [], [], []
     nodes = toposort(outputs, stop=set(inner_inputs))
     try:
@@ -456,6 +484,23 @@ def compile_loop(op: Scan) -> CompiledLoop | None:
     return CompiledLoop(getattr(module, name), constants, shared, text)
 
 
+def _plan_destinations(op: Scan, writer: _Writer) -> None:
+    """Each state's next row and each per-step output's row (from the second step on: the first
+    step's value gives the output its shape), as the destination of the elementwise helper that
+    computes it: no copy of the value into the buffer afterwards. A value that is two outputs
+    goes to the first; the others copy it."""
+    n_s, n_m = op.n_states, op.n_nitsot
+    for k, out in enumerate(op.inner_outputs[: n_s + n_m]):
+        if out.ndim == 0 or not out.inputs:
+            continue
+        if k < n_s:
+            row = f"b{k}[(t + {op.lag(k)}) % size{k}]"
+        else:
+            row = f"(o{k - n_s}[t] if t > 0 else {writer._dummy(out.dtype, out.ndim)})"
+        key = (id(out.inputs[0]), out.op.index) if isinstance(out.op, composite.Proj) else (id(out), 0)
+        writer.destinations.setdefault(key, (row, k))
+
+
 def _leaf(name: str, var: Var) -> str:
     """A constant or shared argument; 0-d ones are read once as scalars."""
     return f"{name}[()]" if var.ndim == 0 else name
@@ -481,6 +526,9 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
     lines += scalar_nonseqs
     for i in range(n_states):
         lines.append(f"    size{i} = b{i}.shape[0]")
+    for key, name in writer.dummies.items():
+        dtype, ndim = key.split()
+        lines.append(f"    {name} = np.empty(({'0, ' * int(ndim)}), np.{dtype})")
     for m in range(n_nitsot):
         out = op.inner_outputs[n_states + m]
         zeros = ", ".join(["0"] * (out.ndim + 1))
@@ -504,7 +552,9 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         if op.inner_outputs[i].ndim:
             step.append(f"if {value}.shape != b{i}.shape[1:]:")
             step.append("    raise ValueError('scan: a state changed shape between steps')")
-        if op.inner_outputs[i].ndim:  # an array row: a loop (numba's setitem compiles slowly)
+        if i in writer.written:
+            pass  # its helper wrote the row (or made a new array of another shape: raised above)
+        elif op.inner_outputs[i].ndim:  # an array row: a loop (numba's setitem compiles slowly)
             put = writer.helper(_put_source(op.inner_outputs[i].ndim, op.inner_outputs[i], "="))
             step.append(f"{put}(b{i}[(t + {op.lag(i)}) % size{i}], {value})")
         else:
@@ -520,7 +570,11 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         else:
             step.append("if t == 0:")
             step.append(f"    o{m} = np.empty((n_steps,), np.{out.dtype})")
-        if out.ndim:
+        if out.ndim and n_states + m in writer.written:  # from the second step on, written there
+            put = writer.helper(_put_source(out.ndim, out, "="))
+            step.append("if t == 0:")
+            step.append(f"    {put}(o{m}[0], {value})")
+        elif out.ndim:
             put = writer.helper(_put_source(out.ndim, out, "="))
             step.append(f"{put}(o{m}[t], {value})")
         else:
