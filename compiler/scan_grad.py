@@ -11,9 +11,8 @@ cotangent in a state; each sequence row's cotangent is a per-step output.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import dataclasses
+from typing import Sequence
 
 from ..graph import tensor as T
 from ..graph.ops import elemwise as E

@@ -24,8 +24,8 @@ from ..graph.type import TupleType
 from ..graph.var import Constant, Var, replace, toposort
 
 __all__ = [
-    "optimize_scans", "merge_extended_scans", "prune_scans", "hoist_invariants", "save_memory", "products_out_of_loops",
-    "optimize_bodies", "share_branch_work",
+    "optimize_scans", "merge_extended_scans", "prune_scans", "hoist_invariants", "save_memory",
+    "products_out_of_loops", "optimize_bodies", "share_branch_work",
 ]
 
 

@@ -27,7 +27,7 @@ _FLAGS: dict[str, tuple[object, tuple | None, str]] = {
     "traceback__limit": (3, None, "frames kept in a node's creation trace"),
     "cache_dir": ("", None, "compile cache directory (THEANINE_CACHE overrides)"),
     "numba__scan_loop": (True, (True, False), "mode numba compiles a whole scan into one loop"),
-    "numba__keep_freed_memory": (True, (True, False), "glibc keeps freed large blocks for reuse (no page faults per call)"),
+    "numba__keep_freed_memory": (True, (True, False), "glibc keeps freed blocks for the next call"),
     "print_active_device": (False, (True, False), "accepted for compatibility"),
 }
 

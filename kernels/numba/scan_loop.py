@@ -497,7 +497,10 @@ def _plan_destinations(op: Scan, writer: _Writer) -> None:
             row = f"b{k}[(t + {op.lag(k)}) % size{k}]"
         else:
             row = f"(o{k - n_s}[t] if t > 0 else {writer._dummy(out.dtype, out.ndim)})"
-        key = (id(out.inputs[0]), out.op.index) if isinstance(out.op, composite.Proj) else (id(out), 0)
+        if isinstance(out.op, composite.Proj):  # output j of a multi-output helper
+            key = (id(out.inputs[0]), out.op.index)
+        else:
+            key = (id(out), 0)
         writer.destinations.setdefault(key, (row, k))
 
 
@@ -537,7 +540,7 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
     lines.append("    for t in range(n_steps):")
     step = []
     for k in range(n_seqs):
-        # r{k} >= 0: the sequence came reversed and is passed in its own order: step t reads row r - t
+        # r{k} >= 0: the sequence came reversed, passed in its own order: step t reads row r - t
         step.append(f"{names[k]} = q{k}[t if r{k} < 0 else r{k} - t]")
     position = n_seqs
     for i, taps in enumerate(op.state_taps):

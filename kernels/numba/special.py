@@ -267,10 +267,8 @@ def _pow2(k):
 
 
 @_inline
-def exp_f32(x):
-    """exp in float32 arithmetic (see above)."""
-    y = x if x > np.float32(-104.0) else np.float32(-104.0)
-    y = y if y < np.float32(89.0) else np.float32(89.0)
+def _exp_parts(y):
+    """(e^r, n) with y = n ln 2 + r, n = rint(y / ln 2): exp(y) = e^r * 2^n (see above)."""
     # round to nearest by adding and subtracting 1.5 * 2**23 (exact in float32; no libm rint call)
     n = (y * np.float32(_LOG2E) + np.float32(12582912.0)) - np.float32(12582912.0)
     r = (y - n * np.float32(_LN2_HI)) - n * np.float32(_LN2_LO)
@@ -282,7 +280,15 @@ def exp_f32(x):
     p = p * r + np.float32(0.5)
     p = p * r + np.float32(1.0)
     p = p * r + np.float32(1.0)
-    k = np.int32(n)
+    return p, np.int32(n)
+
+
+@_inline
+def exp_f32(x):
+    """exp in float32 arithmetic (see above)."""
+    y = x if x > np.float32(-104.0) else np.float32(-104.0)
+    y = y if y < np.float32(89.0) else np.float32(89.0)
+    p, k = _exp_parts(y)
     a = k if k >= 0 else -k
     half = a >> 1
     rest = a - half
@@ -302,17 +308,8 @@ def _exp_large_f32(x):
     above 2^-126 and half its cost: no two-halves scaling for gradual underflow."""
     y = x if x > np.float32(-87.3) else np.float32(-87.3)
     y = y if y < np.float32(89.0) else np.float32(89.0)
-    n = (y * np.float32(_LOG2E) + np.float32(12582912.0)) - np.float32(12582912.0)
-    r = (y - n * np.float32(_LN2_HI)) - n * np.float32(_LN2_LO)
-    p = np.float32(1.0 / 5040.0)
-    p = p * r + np.float32(1.0 / 720.0)
-    p = p * r + np.float32(1.0 / 120.0)
-    p = p * r + np.float32(1.0 / 24.0)
-    p = p * r + np.float32(1.0 / 6.0)
-    p = p * r + np.float32(0.5)
-    p = p * r + np.float32(1.0)
-    p = p * r + np.float32(1.0)
-    return (p * _pow2(np.int32(n) - 1)) * np.float32(2.0)
+    p, n = _exp_parts(y)
+    return (p * _pow2(n - np.int32(1))) * np.float32(2.0)
 
 
 @_inline
