@@ -14,15 +14,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import numpy as np
+
 from ..graph import tensor as T
 from ..graph.ops import elemwise as E
 from ..graph.ops import elemwise_math as EM
 from ..graph.ops import shape as S
 from ..graph.ops.composite import Proj
 from ..graph.ops.scan import Scan, inner_placeholder
-from ..graph.ops.subtensor import Subtensor
+from ..graph.ops.subtensor import IncSubtensor, Subtensor
 from ..graph.type import TensorType, is_discrete
 from ..graph.var import Var, replace, toposort
+from .rules.common import constant_value
 
 
 def _diff(var: Var) -> bool:
@@ -92,8 +95,15 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
         seeds[var] = seeds[var] + cot if var in seeds else cot
 
     given: dict = {}
+    # a state whose cotangent is zero but on its last row (a loss on the final state): that row
+    # starts the backward window, instead of a sequence of zero rows read at every step
+    last_only = {
+        i: last for i in diff_states
+        if gs[i] is not None and truncate < 0 and not op.until
+        and (last := _last_row_only(gs[i], lags[i])) is not None
+    }
     for i in diff_states:
-        if gs[i] is not None:
+        if gs[i] is not None and i not in last_only:
             row = TensorType(gs[i].dtype, gs[i].type.shape[1:])
             given[i] = c = inner_placeholder(row, "g_state")
             b_seq_ps.append(c)
@@ -113,7 +123,12 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
         row = inner_in[tap_slices[i].start].type
         windows[i] = [inner_placeholder(row, f"w{j}") for j in range(1, lags[i] + 1)]
         b_state_ps += windows[i]
-        b_state_init += [T.zeros_like(inits[i][:1])] * lags[i]
+        b_state_init += [T.zeros_like(inits[i][:1])] * (lags[i] - 1)
+        if i in last_only:  # w[L] holds the cotangent of the last row when the backward loop starts
+            start = T.cast(T.shape_padleft(last_only[i]), inits[i].dtype)
+            b_state_init.append(start + T.zeros_like(inits[i][:1]))
+        else:
+            b_state_init.append(T.zeros_like(inits[i][:1]))
         total = windows[i][-1]
         if i in given:
             total = total + given[i]
@@ -177,7 +192,7 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
             continue  # the initial value reaches nothing that has a cotangent
         if truncate >= 0:
             window = T.switch(T.le(steps, truncate), window, T.zeros_like(window))
-        if gs[i] is not None:
+        if gs[i] is not None and i not in last_only:  # (with no step, w[L] is the last row's)
             window = window + gs[i][: lags[i]]
         results[1 + op.n_seqs + i] = window
     for n in diff_nonseqs:
@@ -192,6 +207,31 @@ def scan_pullback(inputs: Sequence[Var], node: Var, g) -> tuple:
             start = steps - back_steps if truncate >= 0 else 0
             results[1 + k] = T.set_subtensor(T.zeros_like(seq)[start:steps], rows)
     return tuple(results)
+
+
+def _last_row_only(g: Var, lag: int) -> Var | None:
+    """y when the cotangent g of a state's whole buffer is zeros with y on its last row, as the
+    gradient of outs[lag:][-1] builds it; else None."""
+    whole = _written_into_zeros(g)
+    if whole is None or whole[1] != (("slice", lag, None, None),):
+        return None
+    rows = _written_into_zeros(whole[0])
+    if rows is None or rows[1] != (-1,):
+        return None
+    return rows[0]
+
+
+def _written_into_zeros(v: Var) -> tuple | None:
+    """(y, idx) when v is zeros with y written or added at idx (constant index); else None."""
+    if not isinstance(v.op, IncSubtensor) or len(v.inputs) != 2:
+        return None
+    base = v.inputs[0]
+    if not isinstance(base.op, E.Second):
+        return None
+    value = constant_value(base.inputs[1])
+    if value is None or np.any(value != 0):
+        return None
+    return v.inputs[1], v.op.idx
 
 
 # Ops whose values the backward loop recomputes from the stored ones: views, shapes and plain

@@ -83,6 +83,45 @@ def test_output_taps_gradient_reaches_the_initial_rows():
     check_grad(fn, [RNG.normal(size=(3, 2)), RNG.normal(size=2)])
 
 
+def test_a_loss_on_the_last_state_starts_the_backward_loop_with_its_cotangent():
+    """The cotangent of hs[-1] is zero but on the last row: it becomes the backward window's
+    initial value instead of a sequence of zero rows; gradients as central differences, with one
+    tap and with taps [-3, -1] (the window's last of three rows)."""
+    def last(init, c):
+        out, _ = scan(lambda a, b, c: a * c + T.sin(b), outputs_info=dict(initial=init, taps=[-3, -1]),
+                      non_sequences=c, n_steps=5)
+        return out[-1]
+
+    check_grad(last, [RNG.normal(size=(3, 2)), RNG.normal(size=2)])
+    X, W, h0 = T.dmatrix("X"), T.dmatrix("W"), T.dvector("h0")
+    hs, _ = scan(lambda x, h: T.tanh(T.dot(h, W) + x), sequences=X, outputs_info=h0)
+    for cost, seeded in ((hs[-1].sum(), True), (hs.sum(), False), ((hs[-1] + hs[0]).sum(), False)):
+        grads = theanine.grad(cost, [W, h0])
+        backward = [v for v in toposort(grads) if isinstance(v.op, Scan) and v.op.n_states > 1]
+        assert len(backward) == 1
+        names = [p.name for p in backward[0].op.inner_inputs]
+        assert ("g_state" not in names) == seeded, names
+        values = {X: RNG.normal(size=(4, 3)), W: RNG.normal(size=(3, 3)) * 0.5, h0: RNG.normal(size=3)}
+        for mode in ("py", "numba"):
+            f = theanine.function([X, W, h0], grads, mode=mode)
+            got = f(values[X], values[W], values[h0])
+            step = 1e-6
+            for k, var in enumerate((W, h0)):  # central differences of the cost, float64
+                base = values[var]
+                numeric = np.zeros_like(base)
+                cost_f = theanine.function([X, W, h0], cost, mode="py")
+                for index in np.ndindex(base.shape):
+                    plus, minus = base.copy(), base.copy()
+                    plus[index] += step
+                    minus[index] -= step
+                    args = [values[X], values[W], values[h0]]
+                    args[1 + k] = plus
+                    high = cost_f(*args)
+                    args[1 + k] = minus
+                    numeric[index] = (high - cost_f(*args)) / (2 * step)
+                np.testing.assert_allclose(got[k], numeric, rtol=1e-6, atol=1e-8)
+
+
 def test_sequence_taps_minus_one_plus_one():
     x = T.dvector("x")
     out, _ = scan(lambda a, b: a * 10 + b, sequences=dict(input=x, taps=[-1, 1]))
