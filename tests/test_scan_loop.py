@@ -193,6 +193,24 @@ def test_slice_gradients_fill_one_buffer_in_the_loop():
     assert loop_body.count(".copy()") == 0
     writes = re.findall(r"h\d+\((v\d+)\[:, [\d:]+\], ", loop_body)
     assert len(writes) == 3 and len(set(writes)) == 3
+    # that buffer is the per-step output's row itself (from step 1 on): no copy into the output
+    assert re.search(r"= h\d+\(.*\(o0\[t\] if t > 0 else z\d+\)\)", loop_body), loop_body
+    assert not re.search(r"h\d+\(o0\[t\]", loop_body)
+
+
+def test_a_product_that_is_a_state_is_written_into_its_row():
+    x, w = T.matrix("x"), T.matrix("w")
+    hs, _ = theanine.scan(lambda h, w: T.dot(h, w), outputs_info=x, non_sequences=w, n_steps=4)
+    xv = RNG.normal(size=(2, 3)).astype("float32")
+    wv = RNG.normal(size=(3, 3)).astype("float32")
+    got, want, f = _both([x, w], hs, xv, wv)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    (runner,) = _scan_runners(f)
+    body = runner.loop.source[runner.loop.source.index("def scan_"):]
+    assert re.search(r"np\.dot\(p\d+, p\d+, b0\[\(t \+ 1\) % size0\]\)", body), body
+    # a product of another shape than the state's: the step's error names the state
+    with pytest.raises(ValueError, match="shape"):
+        f(xv, RNG.normal(size=(3, 4)).astype("float32"))
 
 
 def test_gate_windows_are_read_in_place_by_the_elementwise_loops():

@@ -92,6 +92,11 @@ class _Writer:
         # is a state's next row or a per-step output row is written there by its helper
         self.destinations: dict[tuple[int, int], tuple[str, int]] = {}
         self.written: set[int] = set()  # inner output indices their helper wrote in place
+        self.state_rows: set[int] = set()  # the inner output indices that are states
+        # inner output index -> the in-place slice writes between it and the helper that made
+        # its array (a chain of gradient slices filling a buffer): all must be done in place
+        self.chains: dict[int, list[int]] = {}
+        self.in_place: set[int] = set()  # ids of slice writes done into their input's array
         self.dummies: dict[str, str] = {}  # "dtype ndim" -> name of an empty array of that type
 
     def helper(self, text: str) -> str:
@@ -134,6 +139,7 @@ class _Writer:
                     # x is this step's own new array and nothing else reads it: write into it
                     # (a chain of slice gradients filling one buffer)
                     first = f"{out} = {args[0]}"
+                    self.in_place.add(id(var))
                 else:
                     first = f"{out} = {args[0]}.copy()"
                 target_ndim = var.ndim - sum(isinstance(e, int) for e in op.idx)
@@ -145,6 +151,12 @@ class _Writer:
         if isinstance(op, shape.DimShuffle) and var.inputs[0].ndim:
             return self._dimshuffle(var, out, args[0])
         if isinstance(op, linalg.Dot) and _blas_types(var):
+            found = self.destinations.get((id(var), 0))
+            if found is not None and found[1] in self.state_rows and var.ndim == 2:
+                # a state's next row: the product is written there (np.dot's out; another shape
+                # raises, and the per-step plan then names the state)
+                self.written.add(found[1])
+                return [f"{out} = np.dot({args[0]}, {args[1]}, {found[0]})"]
             return [f"{out} = np.dot({args[0]}, {args[1]})"]
         if isinstance(op, blas.Gemm) and _blas_types(var) and var.ndim == 2:
             # the scaling as a loop: numba compiles array expressions slowly (~1 s each)
@@ -490,6 +502,7 @@ def _plan_destinations(op: Scan, writer: _Writer) -> None:
     computes it: no copy of the value into the buffer afterwards. A value that is two outputs
     goes to the first; the others copy it."""
     n_s, n_m = op.n_states, op.n_nitsot
+    writer.state_rows.update(range(n_s))
     for k, out in enumerate(op.inner_outputs[: n_s + n_m]):
         if out.ndim == 0 or not out.inputs:
             continue
@@ -497,11 +510,23 @@ def _plan_destinations(op: Scan, writer: _Writer) -> None:
             row = f"b{k}[(t + {op.lag(k)}) % size{k}]"
         else:
             row = f"(o{k - n_s}[t] if t > 0 else {writer._dummy(out.dtype, out.ndim)})"
+        chain = []  # slice writes into one buffer: its first array is the output's row
+        while (isinstance(out.op, subtensor.IncSubtensor) and len(out.inputs) == 2
+               and out.inputs[0].type == out.type and writer.readers.get(id(out.inputs[0])) == 1):
+            chain.append(id(out))
+            out = out.inputs[0]
+        if chain:
+            writer.chains[k] = chain
         if isinstance(out.op, composite.Proj):  # output j of a multi-output helper
             key = (id(out.inputs[0]), out.op.index)
         else:
             key = (id(out), 0)
         writer.destinations.setdefault(key, (row, k))
+
+
+def _written(writer: _Writer, k: int) -> bool:
+    """Did the step write inner output k's value into its row itself?"""
+    return k in writer.written and all(c in writer.in_place for c in writer.chains.get(k, ()))
 
 
 def _leaf(name: str, var: Var) -> str:
@@ -555,7 +580,7 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         if op.inner_outputs[i].ndim:
             step.append(f"if {value}.shape != b{i}.shape[1:]:")
             step.append("    raise ValueError('scan: a state changed shape between steps')")
-        if i in writer.written:
+        if _written(writer, i):
             pass  # its helper wrote the row (or made a new array of another shape: raised above)
         elif op.inner_outputs[i].ndim:  # an array row: a loop (numba's setitem compiles slowly)
             put = writer.helper(_put_source(op.inner_outputs[i].ndim, op.inner_outputs[i], "="))
@@ -573,7 +598,7 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         else:
             step.append("if t == 0:")
             step.append(f"    o{m} = np.empty((n_steps,), np.{out.dtype})")
-        if out.ndim and n_states + m in writer.written:  # from the second step on, written there
+        if out.ndim and _written(writer, n_states + m):  # from the second step on, written there
             put = writer.helper(_put_source(out.ndim, out, "="))
             step.append("if t == 0:")
             step.append(f"    {put}(o{m}[0], {value})")
