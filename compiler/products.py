@@ -4,7 +4,8 @@ tensordot(a1, b) and tensordot(a2, b) summing the same axes of b, where a1 and a
 left after the sum (their rows), are the rows of one tensordot of a1 and a2 joined along that
 axis. Back-propagation makes such pairs: every weight that multiplies the same activations gets
 its gradient from the same cotangent (an LSTM's dW_in = x^T g and dW_hid = h^T g, with g the
-gates' cotangent of every step). One larger product reads g once and runs closer to the BLAS's
+gates' cotangent of every step), and the bias's gradient, a sum of g, is one more row (a ones
+part). One larger product reads g once and runs closer to the BLAS's
 peak than two smaller ones; the join copies a1 and a2, which the products would copy anyway when
 they are not laid out for BLAS.
 """
@@ -15,6 +16,7 @@ from typing import Sequence
 
 from ..graph import tensor as T
 from ..graph.ops.linalg import TensorDot
+from ..graph.ops.reduce import Sum
 from ..graph.ops.subtensor import Subtensor
 from ..graph.var import Var, replace, toposort
 
@@ -36,6 +38,7 @@ def merge_sibling_products(outputs: Sequence[Var]) -> list[Var]:
             continue
         key = (id(b), op.axes_a, op.axes_b, a.ndim, free[0], a.dtype, var.dtype)
         groups.setdefault(key, []).append((var, a, b))
+    sums = _sums_by_operand(outputs)
     mapping: dict = {}
     for found in groups.values():
         kept = {id(m) for m in _independent([m for m, _, _ in found])}
@@ -45,13 +48,47 @@ def merge_sibling_products(outputs: Sequence[Var]) -> list[Var]:
         members, parts, b = [f[0] for f in found], [f[1] for f in found], found[0][2]
         op = members[0].op
         axis = op.free_axes(parts[0].ndim, op.axes_a)[0]
+        # a sum of b over the summed axes (a bias gradient beside the weights') is one more row:
+        # the product of a ones part with b
+        summed = tuple(sorted(op.axes_b))
+        extra = [v for v in sums.get(id(b), []) if v.op.axis == summed and v.dtype == members[0].dtype]
+        for total in extra:
+            ones_shape = [
+                1 if i == axis else b.shape[op.axes_b[op.axes_a.index(i)]] for i in range(parts[0].ndim)
+            ]
+            members.append(total)
+            parts.append(T.ones(ones_shape, dtype=parts[0].dtype))
         product = Var(op, (T.concatenate(parts, axis=axis), b))
         start = None
         for member, part in zip(members, parts):
             stop = part.shape[axis] if start is None else start + part.shape[axis]
-            mapping[member] = product[start:stop]
+            rows = product[start:stop]
+            mapping[member] = rows if isinstance(member.op, TensorDot) else _as_sum(rows, member, b)
             start = stop
     return replace(outputs, mapping) if mapping else outputs
+
+
+def _sums_by_operand(outputs: list[Var]) -> dict[int, list[Var]]:
+    """Sums over several axes, by the id of the array they sum (read forwards: order is free)."""
+    found: dict[int, list[Var]] = {}
+    for var in toposort(outputs):
+        if isinstance(var.op, Sum) and len(var.op.axis) > 1:
+            x = var.inputs[0]
+            if isinstance(x.op, Subtensor) and x.op.idx == (("slice", None, None, -1),):
+                x = x.inputs[0]
+            found.setdefault(id(x), []).append(var)
+    return found
+
+
+def _as_sum(rows: Var, total: Var, b: Var) -> Var:
+    """The product's row of a ones part, (1, *b's other axes), in the shape of the Sum `total`
+    of b (read from b: the Sum itself is not computed)."""
+    axes = total.op.axis
+    if total.op.keepdims:
+        shape = [1 if i in axes else b.shape[i] for i in range(b.ndim)]
+    else:
+        shape = [b.shape[i] for i in range(b.ndim) if i not in axes]
+    return T.reshape(rows, shape, ndim=total.ndim) if shape else rows.reshape(())
 
 
 def _forwards(a: Var, b: Var, op: TensorDot) -> tuple[Var, Var]:

@@ -228,10 +228,11 @@ def recurrent(layer):
 # precomputed input), one the batch size of the initial states (ones((batch, 1)) . hid_init); the
 # AxisSize is the batch size dividing the loss mean. The input projection plus its bias is one Gemm
 # on the input's rows: two MakeVectors give the shapes of its reshapes (to rows and back). The
-# LSTM's gradients of W_in and W_hid are one product of the joined inputs and hidden states with
-# the gates' cotangent: its rows split at the Shapes of the two parts.
+# LSTM's gradients of W_in, W_hid and b are one product of the joined inputs, hidden states and
+# ones with the gates' cotangent: its rows split at the Shapes of the parts, the ones shaped from
+# the cotangent's Shape (a MakeVector).
 RECURRENT_HOST = {
-    L.LSTMLayer: {"Shape": 16, "MakeVector": 2, "AxisSize": 1},
+    L.LSTMLayer: {"Shape": 18, "MakeVector": 3, "AxisSize": 1},
     L.GRULayer: {"Shape": 11, "MakeVector": 2, "AxisSize": 1},
 }
 

@@ -10,6 +10,7 @@ import theanine.tensor as T
 from theanine.compiler.products import merge_sibling_products
 from theanine.graph.evaluate import evaluate
 from theanine.graph.ops.linalg import TensorDot
+from theanine.graph.ops.reduce import Sum
 from theanine.graph.ops.shape import Join
 from theanine.graph.var import toposort
 
@@ -49,6 +50,23 @@ def test_two_gradients_sharing_a_cotangent_become_one_product():
                 np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_a_sum_of_the_shared_operand_is_one_more_row_of_the_product(keepdims):
+    x, h, g = T.dtensor3("x"), T.dtensor3("h"), T.dtensor3("g")
+    outs = [T.tensordot(x, g, [[0, 1], [0, 1]]), T.tensordot(h, g[::-1], [[0, 1], [0, 1]]),
+            T.sum(g[::-1], axis=(0, 1), keepdims=keepdims)]
+    merged = merge_sibling_products(outs)
+    assert len(products(merged)) == 1
+    assert not [v for v in toposort(merged) if isinstance(v.op, Sum)]
+    values = {x: RNG.normal(size=(5, 3, 2)), h: RNG.normal(size=(5, 3, 4)),
+              g: RNG.normal(size=(5, 3, 6))}
+    got = evaluate(merged, values)
+    want = evaluate(outs, values)
+    assert got[2].shape == want[2].shape == ((1, 1, 6) if keepdims else (6,))
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
 def test_a_product_reading_its_sibling_is_not_merged_with_it():
     x, g = T.dmatrix("x"), T.dmatrix("g")
     first = T.tensordot(x, g, [[0], [0]])  # (x cols, g cols)
@@ -70,7 +88,9 @@ def test_the_lstm_gradients_of_its_two_weights_are_one_product(dtype):
     f = theanine.function([x], grads, mode="numba")
     g = theanine.function([x], grads, mode="py")
     dots = [s for s in f._plan.nodes() if isinstance(s.op, TensorDot) and s.op.axes_a == (0, 1)]
-    assert len(dots) == 1  # dW_in and dW_hid of the stacked gates
+    assert len(dots) == 1  # dW_in and dW_hid of the stacked gates, and the bias's sum of them
+    sums = [s for s in f._plan.nodes() if isinstance(s.op, Sum)]
+    assert all(all(s.inputs[0].type.shape[a] == 1 for a in s.op.axis) for s in sums)
     xv = RNG.normal(size=(2, 6, 3)).astype(dtype)
     for a, b in zip(f(xv), g(xv)):
         np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == "float32" else 1e-10, atol=1e-6)
