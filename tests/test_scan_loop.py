@@ -276,6 +276,29 @@ def test_elementwise_steps_write_state_and_output_rows_in_place():
         g(xv, hv[:1])
 
 
+@pytest.mark.parametrize("k, n", [(8, 3), (3, 8)])
+def test_products_with_a_tall_weight_matrix_are_computed_transposed(k, n):
+    """rows @ W with W of k >= 2n rows (a gradient's g @ W.T) runs as (W.T @ rows.T).T with W.T
+    copied once per call (OpenBLAS is faster so); other shapes as they are; values as numpy's."""
+    h0, v, w = T.matrix("h0"), T.matrix("v"), T.matrix("w")
+    # h (2 x n) @ v (n x k), then @ w (k x n): one of the two weights is tall, the other wide
+    hs, _ = theanine.scan(lambda h, v, w: T.tanh(T.dot(T.tanh(T.dot(h, v)), w)),
+                          outputs_info=h0, non_sequences=[v, w], n_steps=4)
+    hv = RNG.normal(size=(2, n)).astype("float32")
+    vv = RNG.normal(size=(n, k)).astype("float32")
+    wv = RNG.normal(size=(k, n)).astype("float32")
+    got, want, f = _both([h0, v, w], hs, hv, vv, wv)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    h = hv.astype("float64")
+    for step in range(4):
+        h = np.tanh(np.tanh(h @ vv) @ wv)
+        np.testing.assert_allclose(got[step], h, rtol=1e-4, atol=1e-5)
+    (runner,) = _scan_runners(f)
+    source = runner.loop.source
+    assert "np.ascontiguousarray(p" in source and "ct = np.dot(bt, a.T)" in source
+    assert re.search(r"if p\d+\.shape\[0\] >= 2 \* p\d+\.shape\[1\]:", source)
+
+
 def test_a_scalar_non_sequence_reaches_the_compiled_loop_as_a_scalar():
     """Theano's tutorial polynomial: x ** power in the loop, x a 0-d non-sequence."""
     coefficients, x = T.dvector("coefficients"), T.dscalar("x")

@@ -97,6 +97,9 @@ class _Writer:
         # its array (a chain of gradient slices filling a buffer): all must be done in place
         self.chains: dict[int, list[int]] = {}
         self.in_place: set[int] = set()  # ids of slice writes done into their input's array
+        self.invariant: set[int] = set()  # ids of the values every step shares (non-sequences)
+        self.prelude: list[str] = []  # lines run once before the steps
+        self.transposed: dict[int, str] = {}  # id(invariant matrix) -> its C-ordered transpose
         self.dummies: dict[str, str] = {}  # "dtype ndim" -> name of an empty array of that type
 
     def helper(self, text: str) -> str:
@@ -152,12 +155,32 @@ class _Writer:
             return self._dimshuffle(var, out, args[0])
         if isinstance(op, linalg.Dot) and _blas_types(var):
             found = self.destinations.get((id(var), 0))
-            if found is not None and found[1] in self.state_rows and var.ndim == 2:
+            into_state = found is not None and found[1] in self.state_rows and var.ndim == 2
+            if into_state:
                 # a state's next row: the product is written there (np.dot's out; another shape
                 # raises, and the per-step plan then names the state)
                 self.written.add(found[1])
-                return [f"{out} = np.dot({args[0]}, {args[1]}, {found[0]})"]
-            return [f"{out} = np.dot({args[0]}, {args[1]})"]
+                plain = f"np.dot({args[0]}, {args[1]}, {found[0]})"
+            else:
+                plain = f"np.dot({args[0]}, {args[1]})"
+            b = var.inputs[1]
+            if var.ndim != 2 or var.inputs[0].ndim != 2 or id(b) not in self.invariant:
+                return [f"{out} = {plain}"]
+            # a step's rows times a weight matrix with more rows than columns (a gradient's
+            # g @ W.T): OpenBLAS is faster on the transposed problem, W @ g.T (measured for
+            # 32 x 512 @ 512 x 128: 27 us with the transposing copy, against 38 us)
+            bt = self.transposed.get(id(b))
+            if bt is None:
+                bt = self.transposed[id(b)] = f"bt{len(self.transposed)}"
+                self.prelude.append(f"{bt} = np.ascontiguousarray({args[1]}.T)")
+            dest = found[0] if into_state else self._dummy(var.dtype, 2)
+            helper = self.helper(_transposed_dot_source())
+            return [
+                f"if {args[1]}.shape[0] >= 2 * {args[1]}.shape[1]:",
+                f"    {out} = {helper}({args[0]}, {bt}, {dest})",
+                "else:",
+                f"    {out} = {plain}",
+            ]
         if isinstance(op, blas.Gemm) and _blas_types(var) and var.ndim == 2:
             # the scaling as a loop: numba compiles array expressions slowly (~1 s each)
             pattern = tuple(d == 1 for d in var.inputs[0].type.shape)
@@ -364,6 +387,23 @@ def _put_source(ndim: int, y: Var, verb: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _transposed_dot_source() -> str:
+    """a @ b as (bt @ a.T).T, bt the C-ordered transpose of b, into `dest` when it fits."""
+    return "\n".join([
+        "def HELPER(a, bt, dest):",
+        "    ct = np.dot(bt, a.T)",
+        "    m, n = a.shape[0], bt.shape[0]",
+        "    if dest.shape[0] == m and dest.shape[1] == n:",
+        "        out = dest",
+        "    else:",
+        "        out = np.empty((m, n), ct.dtype)",
+        "    for i0 in range(m):",
+        "        for i1 in range(n):",
+        "            out[i0, i1] = ct[i1, i0]",
+        "    return out",
+    ]) + "\n"
+
+
 def _gemm_source(z_pattern: tuple) -> str:
     """beta * z + alpha * dot(x, y) with z broadcast along its axes typed size 1."""
     index = ", ".join("0" if z_pattern[a] else f"i{a}" for a in range(2))
@@ -464,6 +504,7 @@ def compile_loop(op: Scan) -> CompiledLoop | None:
     placeholder_names = [f"p{k}" for k in range(len(inner_inputs))]
     for p, name in zip(inner_inputs, placeholder_names):
         writer.names[id(p)] = name
+    writer.invariant.update(id(p) for p in inner_inputs[len(inner_inputs) - op.n_nonseqs :])
     _plan_destinations(op, writer)
     constants, shared, lines = [], [], []
     nodes = toposort(outputs, stop=set(inner_inputs))
@@ -480,6 +521,7 @@ def compile_loop(op: Scan) -> CompiledLoop | None:
                     writer.names[id(var)] = _leaf(f"s{len(shared) - 1}", var)
                 else:
                     return None  # a stray input: the per-step plan raises the error
+                writer.invariant.add(id(var))
                 continue
             name = f"v{k}"
             lines.extend(writer.node(var, name))
@@ -552,6 +594,7 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         else:
             scalar_nonseqs.append(f"    {names[first_nonseq + k]} = n{k}")
     lines += scalar_nonseqs
+    lines += [f"    {line}" for line in writer.prelude]
     for i in range(n_states):
         lines.append(f"    size{i} = b{i}.shape[0]")
     for key, name in writer.dummies.items():
