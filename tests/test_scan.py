@@ -88,8 +88,8 @@ def test_a_loss_on_the_last_state_starts_the_backward_loop_with_its_cotangent():
     initial value instead of a sequence of zero rows; gradients as central differences, with one
     tap and with taps [-3, -1] (the window's last of three rows)."""
     def last(init, c):
-        out, _ = scan(lambda a, b, c: a * c + T.sin(b), outputs_info=dict(initial=init, taps=[-3, -1]),
-                      non_sequences=c, n_steps=5)
+        out, _ = scan(lambda a, b, c: a * c + T.sin(b),
+                      outputs_info=dict(initial=init, taps=[-3, -1]), non_sequences=c, n_steps=5)
         return out[-1]
 
     check_grad(last, [RNG.normal(size=(3, 2)), RNG.normal(size=2)])
@@ -101,25 +101,26 @@ def test_a_loss_on_the_last_state_starts_the_backward_loop_with_its_cotangent():
         assert len(backward) == 1
         names = [p.name for p in backward[0].op.inner_inputs]
         assert ("g_state" not in names) == seeded, names
-        values = {X: RNG.normal(size=(4, 3)), W: RNG.normal(size=(3, 3)) * 0.5, h0: RNG.normal(size=3)}
+        args = [RNG.normal(size=(4, 3)), RNG.normal(size=(3, 3)) * 0.5, RNG.normal(size=3)]
+        cost_f = theanine.function([X, W, h0], cost, mode="py")
+        numeric = [_central_difference(cost_f, args, k) for k in (1, 2)]  # float64
         for mode in ("py", "numba"):
-            f = theanine.function([X, W, h0], grads, mode=mode)
-            got = f(values[X], values[W], values[h0])
-            step = 1e-6
-            for k, var in enumerate((W, h0)):  # central differences of the cost, float64
-                base = values[var]
-                numeric = np.zeros_like(base)
-                cost_f = theanine.function([X, W, h0], cost, mode="py")
-                for index in np.ndindex(base.shape):
-                    plus, minus = base.copy(), base.copy()
-                    plus[index] += step
-                    minus[index] -= step
-                    args = [values[X], values[W], values[h0]]
-                    args[1 + k] = plus
-                    high = cost_f(*args)
-                    args[1 + k] = minus
-                    numeric[index] = (high - cost_f(*args)) / (2 * step)
-                np.testing.assert_allclose(got[k], numeric, rtol=1e-6, atol=1e-8)
+            got = theanine.function([X, W, h0], grads, mode=mode)(*args)
+            for g, n in zip(got, numeric):
+                np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-8)
+
+
+def _central_difference(f, args: list, k: int, step: float = 1e-6) -> np.ndarray:
+    """d f(*args) / d args[k] by central differences."""
+    out = np.zeros_like(args[k])
+    for index in np.ndindex(args[k].shape):
+        moved = []
+        for sign in (1, -1):
+            shifted = args[k].copy()
+            shifted[index] += sign * step
+            moved.append(f(*args[:k], shifted, *args[k + 1 :]))
+        out[index] = (moved[0] - moved[1]) / (2 * step)
+    return out
 
 
 def test_sequence_taps_minus_one_plus_one():
