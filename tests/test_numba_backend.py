@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
 import warnings
 
 import numpy as np
@@ -615,3 +616,40 @@ def test_no_in_place_write_over_a_buffer_that_another_argument_views():
     step()
     start = np.arange(9.0).reshape(3, 3)
     np.testing.assert_array_equal(w.get_value(), start * 2 + start.T)
+
+
+# --- memory: freed blocks kept for the next call --------------------------------------------------
+
+_FAULTS = """
+import resource, sys, numpy as np
+import theanine.kernels.numba  # noqa: F401  (the backend's start applies the setting)
+def cycle():
+    arrays = [np.ones(1 << 20) for _ in range(3)]  # three 8 MB temporaries, written
+    del arrays
+cycle()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    cycle()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt is Linux's")
+def test_freed_temporaries_are_reused_without_page_faults():
+    """With the backend loaded, a call's large temporaries come back from the heap on the next
+    call (no zero-filled fresh pages); THEANINE_FLAGS=numba__keep_freed_memory=False restores
+    glibc's default, where each cycle faults its 24 MB in again (about 6,000 pages)."""
+    import os
+    import subprocess
+
+    def faults(flags: str, **malloc: str) -> int:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        env.update(THEANINE_FLAGS=flags, **malloc)
+        out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True,
+                             text=True, check=True)
+        return int(out.stdout.split()[-1])
+
+    kept, default = faults(""), faults("numba__keep_freed_memory=False")
+    assert kept < 200 and default > 1000, (kept, default)
+    # a user's own glibc settings win: here one that returns every freed block at once
+    assert faults("", MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="0") > 1000
