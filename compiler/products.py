@@ -5,9 +5,9 @@ left after the sum (their rows), are the rows of one tensordot of a1 and a2 join
 axis. Back-propagation makes such pairs: every weight that multiplies the same activations gets
 its gradient from the same cotangent (an LSTM's dW_in = x^T g and dW_hid = h^T g, with g the
 gates' cotangent of every step), and the bias's gradient, a sum of g, is one more row (a ones
-part). One larger product reads g once and runs closer to the BLAS's
-peak than two smaller ones; the join copies a1 and a2, which the products would copy anyway when
-they are not laid out for BLAS.
+part). One larger product reads g once and runs closer to the BLAS's peak than two smaller ones;
+the join copies a1 and a2, which the products would copy anyway when they are not laid out for
+BLAS.
 """
 
 from __future__ import annotations
@@ -28,8 +28,13 @@ def merge_sibling_products(outputs: Sequence[Var]) -> list[Var]:
     first operands keep one axis each) into one tensordot of the joined first operands."""
     outputs = list(outputs)
     groups: dict[tuple, list[tuple]] = {}
+    sums: dict[int, list[Var]] = {}  # sums over several axes, by the array they sum read forwards
     for var in toposort(outputs):
         op = var.op
+        if isinstance(op, Sum) and len(op.axis) > 1:
+            source = _reversed_source(var.inputs[0])
+            x = var.inputs[0] if source is None else source
+            sums.setdefault(id(x), []).append(var)
         if not isinstance(op, TensorDot) or op.batch:
             continue
         a, b = _forwards(*var.inputs, op)
@@ -38,7 +43,6 @@ def merge_sibling_products(outputs: Sequence[Var]) -> list[Var]:
             continue
         key = (id(b), op.axes_a, op.axes_b, a.ndim, free[0], a.dtype, var.dtype)
         groups.setdefault(key, []).append((var, a, b))
-    sums = _sums_by_operand(outputs)
     mapping: dict = {}
     for found in groups.values():
         kept = {id(m) for m in _independent([m for m, _, _ in found])}
@@ -51,11 +55,11 @@ def merge_sibling_products(outputs: Sequence[Var]) -> list[Var]:
         # a sum of b over the summed axes (a bias gradient beside the weights') is one more row:
         # the product of a ones part with b
         summed = tuple(sorted(op.axes_b))
-        extra = [v for v in sums.get(id(b), []) if v.op.axis == summed and v.dtype == members[0].dtype]
+        extra = [v for v in sums.get(id(b), [])
+                 if v.op.axis == summed and v.dtype == members[0].dtype]
         for total in extra:
-            ones_shape = [
-                1 if i == axis else b.shape[op.axes_b[op.axes_a.index(i)]] for i in range(parts[0].ndim)
-            ]
+            ones_shape = [1 if i == axis else b.shape[op.axes_b[op.axes_a.index(i)]]
+                          for i in range(parts[0].ndim)]
             members.append(total)
             parts.append(T.ones(ones_shape, dtype=parts[0].dtype))
         product = Var(op, (T.concatenate(parts, axis=axis), b))
@@ -68,16 +72,11 @@ def merge_sibling_products(outputs: Sequence[Var]) -> list[Var]:
     return replace(outputs, mapping) if mapping else outputs
 
 
-def _sums_by_operand(outputs: list[Var]) -> dict[int, list[Var]]:
-    """Sums over several axes, by the id of the array they sum (read forwards: order is free)."""
-    found: dict[int, list[Var]] = {}
-    for var in toposort(outputs):
-        if isinstance(var.op, Sum) and len(var.op.axis) > 1:
-            x = var.inputs[0]
-            if isinstance(x.op, Subtensor) and x.op.idx == (("slice", None, None, -1),):
-                x = x.inputs[0]
-            found.setdefault(id(x), []).append(var)
-    return found
+def _reversed_source(v: Var) -> Var | None:
+    """g when v is g[::-1] (g read backwards along its first axis), else None."""
+    if isinstance(v.op, Subtensor) and v.op.idx == (("slice", None, None, -1),):
+        return v.inputs[0]
+    return None
 
 
 def _as_sum(rows: Var, total: Var, b: Var) -> Var:
@@ -94,12 +93,11 @@ def _as_sum(rows: Var, total: Var, b: Var) -> Var:
 def _forwards(a: Var, b: Var, op: TensorDot) -> tuple[Var, Var]:
     """(a, b), or (a reversed, b's source) when b is a reversed along a summed axis (b = g[::-1]):
     the sum is the same, and products of g and of g[::-1] then share their operand."""
-    if not (isinstance(b.op, Subtensor) and b.op.idx == (("slice", None, None, -1),)):
-        return a, b
-    if 0 not in op.axes_b:
+    source = _reversed_source(b)
+    if source is None or 0 not in op.axes_b:
         return a, b
     k = op.axes_a[op.axes_b.index(0)]
-    return a[(slice(None),) * k + (slice(None, None, -1),)], b.inputs[0]
+    return a[(slice(None),) * k + (slice(None, None, -1),)], source
 
 
 def _independent(members: list[Var]) -> list[Var]:

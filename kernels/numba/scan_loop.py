@@ -92,7 +92,7 @@ class _Writer:
         # is a state's next row or a per-step output row is written there by its helper
         self.destinations: dict[tuple[int, int], tuple[str, int]] = {}
         self.written: set[int] = set()  # inner output indices their helper wrote in place
-        self.state_rows: set[int] = set()  # the inner output indices that are states
+        self.n_states = 0  # inner outputs below this index are states
         # inner output index -> the in-place slice writes between it and the helper that made
         # its array (a chain of gradient slices filling a buffer): all must be done in place
         self.chains: dict[int, list[int]] = {}
@@ -155,7 +155,7 @@ class _Writer:
             return self._dimshuffle(var, out, args[0])
         if isinstance(op, linalg.Dot) and _blas_types(var):
             found = self.destinations.get((id(var), 0))
-            into_state = found is not None and found[1] in self.state_rows and var.ndim == 2
+            into_state = found is not None and found[1] < self.n_states and var.ndim == 2
             if into_state:
                 # a state's next row: the product is written there (np.dot's out; another shape
                 # raises, and the per-step plan then names the state)
@@ -544,7 +544,7 @@ def _plan_destinations(op: Scan, writer: _Writer) -> None:
     computes it: no copy of the value into the buffer afterwards. A value that is two outputs
     goes to the first; the others copy it."""
     n_s, n_m = op.n_states, op.n_nitsot
-    writer.state_rows.update(range(n_s))
+    writer.n_states = n_s
     for k, out in enumerate(op.inner_outputs[: n_s + n_m]):
         if out.ndim == 0 or not out.inputs:
             continue
@@ -641,13 +641,13 @@ def _loop_source(op: Scan, writer: _Writer, body: list, names: list, n_const: in
         else:
             step.append("if t == 0:")
             step.append(f"    o{m} = np.empty((n_steps,), np.{out.dtype})")
-        if out.ndim and _written(writer, n_states + m):  # from the second step on, written there
+        if out.ndim:
             put = writer.helper(_put_source(out.ndim, out, "="))
-            step.append("if t == 0:")
-            step.append(f"    {put}(o{m}[0], {value})")
-        elif out.ndim:
-            put = writer.helper(_put_source(out.ndim, out, "="))
-            step.append(f"{put}(o{m}[t], {value})")
+            if _written(writer, n_states + m):  # from the second step on, written there
+                step.append("if t == 0:")
+                step.append(f"    {put}(o{m}[0], {value})")
+            else:
+                step.append(f"{put}(o{m}[t], {value})")
         else:
             step.append(f"o{m}[t] = {value}")
     if op.until:
