@@ -28,6 +28,7 @@ _FLAGS: dict[str, tuple[object, tuple | None, str]] = {
     "cache_dir": ("", None, "compile cache directory (THEANINE_CACHE overrides)"),
     "numba__scan_loop": (True, (True, False), "mode numba compiles a whole scan into one loop"),
     "numba__keep_freed_memory": (True, (True, False), "glibc keeps freed blocks for the next call"),
+    "blas__library": ("auto", ("auto", "openblas", "mkl"), "BLAS of mode numba's products: auto is MKL when installed"),
     "print_active_device": (False, (True, False), "accepted for compatibility"),
 }
 

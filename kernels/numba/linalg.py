@@ -1,6 +1,7 @@
 """Numba lowerings of graph/ops/linalg.py and graph/ops/blas.py: products through BLAS.
 
-Float and complex products call `np.dot` inside numba (scipy's BLAS: GEMM, GEMV); integer and bool
+Float matrix products call GEMM of the library chosen by config.blas__library (cblas.py: MKL or
+scipy's OpenBLAS); complex products call `np.dot` inside numba (scipy's BLAS); integer and bool
 products, which BLAS lacks, run a plain triple loop. Batched products loop over the batch in numba.
 Shapes are checked in Python first, with numpy's messages.
 """
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from scipy.linalg import blas as scipy_blas
 
 from ...graph.ops import blas as B
 from ...graph.ops import linalg as L
 from ...graph.type import upcast
+from . import cblas
 
 njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
@@ -38,9 +39,16 @@ def loop_matmul(a, b, out):
 
 @njit
 def blas_batched(a, b, out):
-    """out[i] = a[i] @ b[i] through BLAS."""
+    """out[i] = a[i] @ b[i] through BLAS (complex: numba's np.dot)."""
     for i in range(a.shape[0]):
         out[i] = np.dot(a[i], b[i])
+
+
+@njit
+def gemm_batched(a, b, out):
+    """out[i] = a[i] @ b[i] for float32 or float64 stacks, by the chosen BLAS's GEMM."""
+    for i in range(a.shape[0]):
+        cblas.matmul_into(a[i], b[i], out[i])
 
 
 @njit
@@ -72,27 +80,24 @@ def _blas(dtype: np.dtype) -> bool:
 
 
 def _operand(x: np.ndarray) -> tuple:
-    """(x^T as a Fortran-ordered array, 0) or (x itself, 1: transposed by BLAS): no copy for C- or
-    F-ordered x."""
+    """(x as BLAS reads it, transposed?): x itself when C-ordered, x^T (flagged) when
+    Fortran-ordered: no copy for either; a C-ordered copy otherwise."""
     if x.flags.c_contiguous:
-        return x.T, 0
+        return x, False
     if x.flags.f_contiguous:
-        return x, 1
-    return np.ascontiguousarray(x).T, 0
+        return x.T, True
+    return np.ascontiguousarray(x), False
 
 
 def real_gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b (2-d, float32 or float64) as a C-ordered array, by scipy's sgemm/dgemm called from
-    Python: the same BLAS library as the numba kernels' np.dot, without compiling a numba function
-    (about 1 s of a cold first call) and without copying transposed operands. C = A B is computed
-    as C^T = B^T A^T, which BLAS's column-major view of C-ordered arrays gives for free."""
-    m, n = a.shape[0], b.shape[1]
-    if m == 0 or n == 0 or a.shape[1] == 0:
-        return np.zeros((m, n), dtype=a.dtype)
-    gemm = scipy_blas.sgemm if a.dtype == np.float32 else scipy_blas.dgemm
-    x, trans_x = _operand(b)
-    y, trans_y = _operand(a)
-    return gemm(1.0, x, y, trans_a=trans_x, trans_b=trans_y).T
+    """a @ b (2-d, float32 or float64) as a C-ordered array, by the chosen BLAS's GEMM called
+    from Python (cblas.py): the same library as the compiled kernels' products, without compiling
+    a numba function (about 1 s of a cold first call) and without copying transposed operands."""
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    x, trans_x = _operand(a)
+    y, trans_y = _operand(b)
+    cblas.py_gemm(1.0, x, trans_x, y, trans_y, 0.0, out)
+    return out
 
 
 def matrix_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -102,6 +107,8 @@ def matrix_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype in (np.float32, np.float64):
         a2 = a.reshape(1, -1) if a.ndim == 1 else a
         b2 = b.reshape(-1, 1) if b.ndim == 1 else b
+        if a2.shape[1] != b2.shape[0]:
+            raise ValueError(f"matrix product: inner dimensions differ: {a.shape} . {b.shape}")
         return real_gemm(a2, b2).reshape(a.shape[:-1] + b.shape[1:])
     if _blas(dtype):
         return blas_dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
@@ -133,6 +140,8 @@ def blas_tensordot(a: np.ndarray, b: np.ndarray, axes: tuple) -> np.ndarray:
         n *= b.shape[x]
     a2 = np.ascontiguousarray(np.transpose(a, free_a + axes_a).reshape(m, k), dtype)
     b2 = np.ascontiguousarray(np.transpose(b, axes_b + free_b).reshape(k, n), dtype)
+    if dtype in (np.float32, np.float64):
+        return real_gemm(a2, b2).reshape(shape)
     return blas_dot(a2, b2).reshape(shape)
 
 
@@ -141,7 +150,10 @@ def batched_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray
     a = np.ascontiguousarray(a, dtype)
     b = np.ascontiguousarray(b, dtype)
     out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype)
-    (blas_batched if _blas(dtype) else loop_batched)(a, b, out)
+    if dtype in (np.float32, np.float64):
+        gemm_batched(a, b, out)
+    else:
+        (blas_batched if _blas(dtype) else loop_batched)(a, b, out)
     return out
 
 
@@ -263,8 +275,7 @@ class GemmRunner:
     def _blas_in_place(self, out, z, alpha, x, y, beta) -> bool:
         """out = alpha * x @ y + beta * z by one sgemm/dgemm call writing into `out` (z copied
         into it first, unless it is z: the in-place update of a weight matrix), when the operands
-        allow; False (nothing written) otherwise. BLAS's column-major C^T = B^T A^T view makes
-        the C-ordered `out` its Fortran-ordered C."""
+        allow; False (nothing written) otherwise."""
         if self.dtype not in (np.float32, np.float64) or x.ndim != 2 or y.ndim != 2:
             return False
         m, k, n = x.shape[0], x.shape[1], y.shape[1]
@@ -276,14 +287,9 @@ class GemmRunner:
             return False  # the general path raises the error
         if out is not z:
             np.copyto(out, z, casting="unsafe")
-        gemm = scipy_blas.sgemm if self.dtype == np.float32 else scipy_blas.dgemm
-        a, trans_a = _operand(np.asarray(y, self.dtype))
-        b, trans_b = _operand(np.asarray(x, self.dtype))
-        c = out.T
-        result = gemm(float(alpha), a, b, float(beta), c, trans_a=trans_a, trans_b=trans_b,
-                      overwrite_c=1)
-        if result.ctypes.data != c.ctypes.data:  # f2py had to copy: write the result back
-            out[...] = result.T
+        a, trans_a = _operand(np.asarray(x, self.dtype))
+        b, trans_b = _operand(np.asarray(y, self.dtype))
+        cblas.py_gemm(float(alpha), a, trans_a, b, trans_b, float(beta), out)
         return True
 
     def fits(self, buffer, args) -> bool:

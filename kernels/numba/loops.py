@@ -27,13 +27,16 @@ from .scalar import render_body
 PARALLEL_SIZE = int(os.environ.get("THEANINE_PARALLEL_SIZE", 1 << 15))
 
 def _helpers_version() -> str:
-    """A digest of special.py: generated kernels link its functions into their cached machine code,
-    and numba's cache does not notice when a called function changes, so the digest is part of each
-    kernel's source (and so of its content address)."""
-    from . import special
+    """A digest of special.py and cblas.py: generated kernels link their functions into their
+    cached machine code, and numba's cache does not notice when a called function changes, so the
+    digest is part of each kernel's source (and so of its content address)."""
+    from . import cblas, special
 
-    with open(special.__file__, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for module in (special, cblas):
+        with open(module.__file__, "rb") as handle:
+            digest.update(handle.read())
+    return digest.hexdigest()[:16]
 
 
 _PRELUDE = f"""# helpers {_helpers_version()}
@@ -42,6 +45,7 @@ import math
 import numba
 import numpy as np
 
+from theanine.kernels.numba import cblas
 from theanine.kernels.numba import special as S
 
 """

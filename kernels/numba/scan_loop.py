@@ -30,6 +30,7 @@ from ...graph.ops import blas, composite, fused_reduce, linalg, reduce, shape, s
 from ...graph.ops.scan import Scan
 from ...graph.type import TensorType, TupleType
 from ...graph.var import Constant, Shared, Var, toposort
+from . import cblas
 from .cache import load_source
 from .loops import _PRELUDE, scalar_graph
 from .scalar import render_body, supported
@@ -156,35 +157,39 @@ class _Writer:
         if isinstance(op, linalg.Dot) and _blas_types(var):
             found = self.destinations.get((id(var), 0))
             into_state = found is not None and found[1] < self.n_states and var.ndim == 2
+            matrices = var.ndim == 2 and var.inputs[0].ndim == 2
             if into_state:
-                # a state's next row: the product is written there (np.dot's out; another shape
-                # raises, and the per-step plan then names the state)
+                # a state's next row: the product is written there (another shape raises, and
+                # the per-step plan then names the state)
                 self.written.add(found[1])
-                plain = f"np.dot({args[0]}, {args[1]}, {found[0]})"
+            dest = found[0] if into_state else None
+            if not matrices:
+                plain = f"np.dot({args[0]}, {args[1]}{'' if dest is None else ', ' + dest})"
+            elif dest is None:
+                plain = f"cblas.matmul({args[0]}, {args[1]})"
             else:
-                plain = f"np.dot({args[0]}, {args[1]})"
+                plain = f"cblas.matmul_into({args[0]}, {args[1]}, {dest})"
             b = var.inputs[1]
-            if var.ndim != 2 or var.inputs[0].ndim != 2 or id(b) not in self.invariant:
+            if not matrices or id(b) not in self.invariant or cblas.library() != "openblas":
                 return [f"{out} = {plain}"]
             # a step's rows times a weight matrix with more rows than columns (a gradient's
             # g @ W.T): OpenBLAS is faster on the transposed problem, W @ g.T (measured for
-            # 32 x 512 @ 512 x 128: 27 us with the transposing copy, against 38 us)
+            # 32 x 512 @ 512 x 128: 27 us with the transposing copy, against 38 us); MKL is not
             bt = self.transposed.get(id(b))
             if bt is None:
                 bt = self.transposed[id(b)] = f"bt{len(self.transposed)}"
                 self.prelude.append(f"{bt} = np.ascontiguousarray({args[1]}.T)")
-            dest = found[0] if into_state else self._dummy(var.dtype, 2)
             helper = self.helper(_transposed_dot_source())
             return [
                 f"if {args[1]}.shape[0] >= 2 * {args[1]}.shape[1]:",
-                f"    {out} = {helper}({args[0]}, {bt}, {dest})",
+                f"    {out} = {helper}({args[0]}, {bt}, {dest or self._dummy(var.dtype, 2)})",
                 "else:",
                 f"    {out} = {plain}",
             ]
         if isinstance(op, blas.Gemm) and _blas_types(var) and var.ndim == 2:
-            # the scaling as a loop: numba compiles array expressions slowly (~1 s each)
+            # z copied into the result, then one GEMM adding the product to it
             pattern = tuple(d == 1 for d in var.inputs[0].type.shape)
-            gemm = self.helper(_gemm_source(pattern))
+            gemm = self.helper(_gemm_source(pattern, var.dtype))
             return [f"{out} = {gemm}({', '.join(args)})"]
         if isinstance(op, _REDUCTIONS) and var.inputs[0].ndim and _reducible(var.inputs[0].dtype):
             return self._reduction(var, out, args, type(op).__name__.lower())
@@ -391,7 +396,7 @@ def _transposed_dot_source() -> str:
     """a @ b as (bt @ a.T).T, bt the C-ordered transpose of b, into `dest` when it fits."""
     return "\n".join([
         "def HELPER(a, bt, dest):",
-        "    ct = np.dot(bt, a.T)",
+        "    ct = cblas.matmul(bt, a.T)",
         "    m, n = a.shape[0], bt.shape[0]",
         "    if dest.shape[0] == m and dest.shape[1] == n:",
         "        out = dest",
@@ -404,12 +409,15 @@ def _transposed_dot_source() -> str:
     ]) + "\n"
 
 
-def _gemm_source(z_pattern: tuple) -> str:
-    """beta * z + alpha * dot(x, y) with z broadcast along its axes typed size 1."""
+def _gemm_source(z_pattern: tuple, dtype: str) -> str:
+    """beta * z + alpha * dot(x, y) with z broadcast along its axes typed size 1: z copied into
+    the result, which BLAS then updates (beta applied there)."""
     index = ", ".join("0" if z_pattern[a] else f"i{a}" for a in range(2))
     lines = [
         "def HELPER(z, alpha, x, y, beta):",
-        "    p = np.dot(x, y)",
+        "    if x.shape[1] != y.shape[0]:",
+        "        raise ValueError('gemm: the inner dimensions differ')",
+        f"    p = np.empty((x.shape[0], y.shape[1]), np.{dtype})",
     ]
     for a in range(2):
         if not z_pattern[a]:
@@ -418,7 +426,10 @@ def _gemm_source(z_pattern: tuple) -> str:
     lines += [
         "    for i0 in range(p.shape[0]):",
         "        for i1 in range(p.shape[1]):",
-        f"            p[i0, i1] = alpha * p[i0, i1] + beta * z[{index}]",
+        f"            p[i0, i1] = z[{index}]",
+        "    xs, trans_x = cblas.operand(x)",
+        "    ys, trans_y = cblas.operand(y)",
+        "    cblas.gemm(alpha, xs, trans_x, ys, trans_y, beta, p)",
         "    return p",
     ]
     return "\n".join(lines) + "\n"
