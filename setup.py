@@ -29,6 +29,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "wheel"],  # wheel: the packaging test builds one
         "cuda": ["pycuda>=2024.1"],
+        # Intel's MKL for mode numba's matrix products (kernels/numba/cblas.py): ~2x OpenBLAS on
+        # small products (an LSTM step's), which no code of ours matches; wheels for x86-64 only
+        "mkl": ["mkl>=2023; platform_machine == 'x86_64' or platform_machine == 'AMD64'"],
         # PyTensor pins numba <= 0.65.1: it lives in a venv of its own (bench/pytensor_venv.sh)
         "bench": ["jax", "torch==2.13.0", "numexpr"],
         "viz": ["graphviz", "matplotlib"],  # matplotlib: bench charts and learning curves

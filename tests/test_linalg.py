@@ -284,7 +284,7 @@ def test_ger_with_a_broadcast_row_has_the_outer_products_shape():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_numba_gemm_through_scipy_blas_in_place_and_with_transposes(dtype):
+def test_numba_gemm_through_blas_in_place_and_with_transposes(dtype):
     from types import SimpleNamespace
 
     from theanine.kernels.numba.linalg import GemmRunner, real_gemm
