@@ -120,26 +120,27 @@ PRODUCTS = [
 
 
 def product_microseconds(repeat: int) -> list[float]:
-    """Microseconds per product of each shape in PRODUCTS through theanine's BLAS (scipy's
-    OpenBLAS): the step shapes as the compiled loop calls them (np.dot in numba), the others as
-    the plan does (sgemm from Python)."""
+    """Microseconds per product of each shape in PRODUCTS through theanine's BLAS (the library
+    config.blas__library chose): the step shapes as the compiled loop calls them (cblas.matmul in
+    numba), the others as the plan does (GEMM called from Python)."""
     import numba
 
+    from theanine.kernels.numba import cblas
     from theanine.kernels.numba.linalg import real_gemm
 
     @numba.njit
     def loop(a, b, n):
         total = 0.0
         for _ in range(n):
-            total += np.dot(a, b)[0, 0]
+            total += cblas.matmul(a, b)[0, 0]
         return total
 
     @numba.njit
-    def transposed_loop(a, b, n):  # the loop's form for a weight of k >= 2n rows (scan_loop.py)
+    def transposed_loop(a, b, n):  # OpenBLAS: the loop's form for a weight of k >= 2n rows
         bt = np.ascontiguousarray(b.T)
         out = np.empty((a.shape[0], b.shape[1]), a.dtype)
         for _ in range(n):
-            ct = np.dot(bt, a.T)
+            ct = cblas.matmul(bt, a.T)
             for i0 in range(out.shape[0]):
                 for i1 in range(out.shape[1]):
                     out[i0, i1] = ct[i1, i0]
@@ -151,7 +152,8 @@ def product_microseconds(repeat: int) -> list[float]:
         a = rng.normal(size=(m, k)).astype("float32")
         b = rng.normal(size=(k, n)).astype("float32")
         if calls > 1:  # a loop's step
-            run = transposed_loop if k >= 2 * n else loop
+            tall = k >= 2 * n and cblas.library() == "openblas"
+            run = transposed_loop if tall else loop
             run(a, b, 3)
             tic = time.perf_counter()
             run(a, b, repeat * 50)
@@ -182,13 +184,14 @@ def torch_product_microseconds(repeat: int) -> list[float] | None:
 
 
 def product_lines(repeat: int) -> list[str]:
+    from theanine.kernels.numba import cblas
+
     ours, theirs = product_microseconds(repeat), torch_product_microseconds(repeat)
     lines = [
         "",
         "The matrix products alone (the floor under both): microseconds per product, theanine's "
-        "BLAS (scipy's OpenBLAS, as the compiled loop and the plan call it: the backward step as "
-        "(W @ g.T).T) against torch.mm (PyTorch's MKL), 2 threads each, and milliseconds per "
-        "forward + backward pass.",
+        f"BLAS ({cblas.LIBRARY.detail}, as the compiled loop and the plan call it) against "
+        "torch.mm (PyTorch's MKL), 2 threads each, and milliseconds per forward + backward pass.",
         "",
         "| product (m x k x n) | calls | theanine (us) | torch.mm (us) |",
         "|---|---:|---:|---:|",
@@ -203,6 +206,24 @@ def product_lines(repeat: int) -> list[str]:
     theirs_total = f"**{total_theirs:.2f}**" if theirs else "-"
     lines.append(f"| **per pass (ms)** | | **{total_ours:.2f}** | {theirs_total} |")
     return lines
+
+
+def theanine_row_in_own_process(library: str, peepholes: bool, repeat: int):
+    """The theanine numba row on another BLAS library (config.blas__library is read once per
+    process, when the numba backend loads), in a process of its own."""
+    code = (
+        "import sys, json, numpy as np; sys.path.insert(0, 'bench'); import lstm; "
+        "data = np.random.default_rng(0).normal(size=(lstm.BATCH, lstm.STEPS, lstm.FEATURES))"
+        f".astype('float32'); step = lstm.theanine_step('numba', {peepholes}); "
+        f"print(json.dumps(lstm.timed(lambda: step(data), {repeat})))"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, THEANINE_FLAGS=f"blas__library={library}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env=env)
+    if out.returncode != 0:
+        return None
+    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def first_call_seconds(mode: str, cache: str) -> float:
@@ -223,12 +244,20 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/lstm.md")
     args = parser.parse_args()
     data = np.random.default_rng(0).normal(size=(BATCH, STEPS, FEATURES)).astype("float32")
+    from theanine.kernels.numba import cblas
+
     rows = []
-    runs = [("theanine numba", "numba", True), ("theanine py", "py", True),
-            ("theanine numba, no peepholes (nn.LSTM's cell)", "numba", False)]
+    blas = "MKL" if cblas.library() == "mkl" else "OpenBLAS"
+    runs = [(f"theanine numba ({blas})", "numba", True), ("theanine py", "py", True),
+            (f"theanine numba ({blas}), no peepholes (nn.LSTM's cell)", "numba", False)]
     for name, mode, peepholes in runs:
         step = theanine_step(mode, peepholes)
         rows.append((name, *timed(lambda: step(data), args.repeat)))
+    if cblas.library() == "mkl":  # the default library without the mkl extra, for comparison
+        for peepholes, suffix in ((True, ""), (False, ", no peepholes")):
+            row = theanine_row_in_own_process("openblas", peepholes, args.repeat)
+            if row:
+                rows.append((f"theanine numba (OpenBLAS: blas__library=openblas){suffix}", *row))
     peer = torch_row_in_own_process(args.repeat)
     if peer:
         rows.append(peer)
@@ -253,6 +282,10 @@ def main() -> None:
         f"theanine numba, build + compile + first call in a new process: {cold:.2f} s with an empty cache, "
         f"{warm:.2f} s with a warm cache.",
     ]
+    if peer:
+        ratios = [f"{name}: {median / peer[1]:.2f}x" for name, median, _, _ in rows
+                  if name.startswith("theanine numba")]
+        lines += ["", "Median / PyTorch nn.LSTM's median: " + "; ".join(ratios) + "."]
     lines += product_lines(args.repeat)
     if not peer:
         lines.append("\nPyTorch is not installed here, so it has no row (`pip install torch==2.13.0`).")
