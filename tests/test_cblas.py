@@ -102,6 +102,16 @@ def test_mkl_asked_for_but_missing_says_how_to_install_it(monkeypatch):
     assert cblas._choose("auto").name == "openblas"  # auto falls back without a word
 
 
+def test_an_mkl_runtime_that_does_not_load_falls_back_or_says_why(monkeypatch, tmp_path):
+    broken = tmp_path / "libmkl_rt.so.3"
+    broken.write_bytes(b"not a shared library")
+    monkeypatch.setattr(cblas, "_mkl_runtime", lambda: str(broken))
+    with pytest.raises(ImportError, match=r"libmkl_rt\.so\.3 does not load .*blas__library=openblas"):
+        cblas._choose("mkl")
+    with pytest.warns(RuntimeWarning, match="does not load.*run on scipy's OpenBLAS"):
+        assert cblas._choose("auto").name == "openblas"
+
+
 def test_auto_is_mkl_exactly_when_its_runtime_is_installed():
     assert cblas.library() == ("mkl" if MKL else "openblas")
     assert cblas.LIBRARY.detail.startswith("MKL (libmkl_rt" if MKL else "scipy's BLAS")

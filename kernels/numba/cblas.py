@@ -23,6 +23,7 @@ import ctypes
 import glob
 import os
 import sys
+import warnings
 
 import numba
 import numpy as np
@@ -86,7 +87,18 @@ def _choose(setting: str) -> _Library:
                 "(or `pip install mkl`), or set THEANINE_FLAGS=blas__library=openblas"
             )
         return _load_openblas()
-    return _load_mkl(path)
+    try:
+        return _load_mkl(path)
+    except (OSError, AttributeError, KeyError) as error:  # a broken or foreign install
+        if setting == "mkl":
+            raise ImportError(
+                f"theanine: config.blas__library is 'mkl' but {path} does not load ({error}); "
+                "reinstall it (`pip install --force-reinstall mkl`) or set "
+                "THEANINE_FLAGS=blas__library=openblas"
+            ) from error
+        warnings.warn(f"theanine: MKL's runtime {path} does not load ({error}); mode numba's "
+                      "products run on scipy's OpenBLAS", RuntimeWarning, stacklevel=2)
+        return _load_openblas()
 
 
 def _load() -> _Library:
