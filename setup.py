@@ -33,7 +33,7 @@ setup(
         # small products (an LSTM step's), which no code of ours matches; wheels for x86-64 only
         "mkl": ["mkl>=2023; platform_machine == 'x86_64' or platform_machine == 'AMD64'"],
         # PyTensor pins numba <= 0.65.1: it lives in a venv of its own (bench/pytensor_venv.sh)
-        "bench": ["jax", "torch==2.13.0", "numexpr"],
+        "bench": ["jax", "torch==2.13.0", "numexpr", "mkl>=2023; platform_machine == 'x86_64'"],
         "viz": ["graphviz", "matplotlib"],  # matplotlib: bench charts and learning curves
     },
     license="MIT",
