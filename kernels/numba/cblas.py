@@ -54,6 +54,9 @@ def _mkl_runtime() -> str | None:
 
 def _load_mkl(path: str) -> _Library:
     lib = ctypes.CDLL(path)
+    lib.MKL_Set_Interface_Layer.argtypes = [ctypes.c_int]
+    if lib.MKL_Set_Interface_Layer(0) != 0:  # LP64: the 32-bit integers this module passes
+        raise OSError("its interface layer is not LP64 (MKL_INTERFACE_LAYER is set)")
     threading = "sequential"
     if "MKL_THREADING_LAYER" in os.environ:
         threading = os.environ["MKL_THREADING_LAYER"].lower()  # MKL reads the user's own setting
