@@ -147,6 +147,13 @@ def _gemm_overload(alpha, a, trans_a, b, trans_b, beta, c):
     def impl(alpha, a, trans_a, b, trans_b, beta, c):
         m, n = c.shape
         k = a.shape[0] if trans_a else a.shape[1]
+        if m == 0 or n == 0:
+            return
+        if k == 0:  # BLAS's convention: beta 0 does not read c
+            for i in range(m):
+                for j in range(n):
+                    c[i, j] = beta * c[i, j] if beta != 0 else 0
+            return
         ints = np.empty(6, np.int32)
         ints[0], ints[1], ints[2] = n, m, k
         ints[3], ints[4], ints[5] = b.shape[1], a.shape[1], n
@@ -155,13 +162,6 @@ def _gemm_overload(alpha, a, trans_a, b, trans_b, beta, c):
         flags = np.empty(2, np.uint8)
         flags[0] = 84 if trans_b else 78  # 'T' or 'N'; column-major C^T = op(b)^T op(a)^T
         flags[1] = 84 if trans_a else 78
-        if m == 0 or n == 0:
-            return
-        if k == 0:
-            for i in range(m):
-                for j in range(n):
-                    c[i, j] = beta * c[i, j] if beta != 0 else 0
-            return
         i4, s = ints.ctypes.data, scalars.ctypes.data
         f = flags.ctypes.data
         external(f, f + 1, i4, i4 + 4, i4 + 8,
@@ -178,12 +178,21 @@ def _gemm_overload(alpha, a, trans_a, b, trans_b, beta, c):
 @numba.njit(cache=True, nogil=True)
 def operand(x):
     """(x as BLAS reads it, transposed?): x itself when C-ordered, its transpose (flagged) when
-    Fortran-ordered, else a C-ordered copy."""
+    Fortran-ordered, else a C-ordered copy (py_operand is the same from Python)."""
     if x.flags.c_contiguous:
         return x, False
     if x.flags.f_contiguous:
         return x.T, True
     return np.ascontiguousarray(x), False
+
+
+@numba.njit(cache=True, nogil=True)
+def product(alpha, a, b, beta, out):
+    """out = alpha * a @ b + beta * out for 2-d operands of out's dtype with any strides; out
+    C-ordered, the shapes checked by the caller."""
+    x, trans_x = operand(a)
+    y, trans_y = operand(b)
+    gemm(alpha, x, trans_x, y, trans_y, beta, out)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -193,9 +202,7 @@ def matmul_into(a, b, out):
         raise ValueError("matrix product: the operands' shapes do not fit the output")
     if not out.flags.c_contiguous:
         raise ValueError("matrix product: the output is not C-ordered")
-    x, trans_x = operand(a)
-    y, trans_y = operand(b)
-    gemm(1.0, x, trans_x, y, trans_y, 0.0, out)
+    product(1.0, a, b, 0.0, out)
     return out
 
 
@@ -236,8 +243,8 @@ def py_gemm(alpha: float, a: np.ndarray, trans_a: bool, b: np.ndarray, trans_b: 
         raise ValueError(f"gemm: dtypes differ: {a.dtype}, {b.dtype}, {c.dtype}")
     if m == 0 or n == 0:
         return
-    if k == 0:
-        c *= beta
+    if k == 0:  # BLAS's convention: beta 0 does not read c
+        c[...] = beta * c if beta != 0 else 0
         return
     ints = [ctypes.c_int(v) for v in (n, m, k, b.shape[1], a.shape[1], n)]
     ref = ctypes.byref
@@ -245,3 +252,21 @@ def py_gemm(alpha: float, a: np.ndarray, trans_a: bool, b: np.ndarray, trans_b: 
              ref(ints[0]), ref(ints[1]), ref(ints[2]), ref(scalar(alpha)), b.ctypes.data,
              ref(ints[3]), a.ctypes.data, ref(ints[4]), ref(scalar(beta)), c.ctypes.data,
              ref(ints[5]))
+
+
+def py_operand(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """`operand` from Python: (x as BLAS reads it, transposed?), copying only an x that is
+    neither C- nor Fortran-ordered."""
+    if x.flags.c_contiguous:
+        return x, False
+    if x.flags.f_contiguous:
+        return x.T, True
+    return np.ascontiguousarray(x), False
+
+
+def py_product(alpha: float, a: np.ndarray, b: np.ndarray, beta: float, out: np.ndarray) -> None:
+    """`product` from Python: out = alpha * a @ b + beta * out, a and b of out's dtype with any
+    strides, out C-ordered."""
+    x, trans_x = py_operand(a)
+    y, trans_y = py_operand(b)
+    py_gemm(alpha, x, trans_x, y, trans_y, beta, out)

@@ -79,24 +79,12 @@ def _blas(dtype: np.dtype) -> bool:
     return dtype.kind in "fc" and dtype.itemsize >= 4 and dtype != np.float16
 
 
-def _operand(x: np.ndarray) -> tuple:
-    """(x as BLAS reads it, transposed?): x itself when C-ordered, x^T (flagged) when
-    Fortran-ordered: no copy for either; a C-ordered copy otherwise."""
-    if x.flags.c_contiguous:
-        return x, False
-    if x.flags.f_contiguous:
-        return x.T, True
-    return np.ascontiguousarray(x), False
-
-
 def real_gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a @ b (2-d, float32 or float64) as a C-ordered array, by the chosen BLAS's GEMM called
     from Python (cblas.py): the same library as the compiled kernels' products, without compiling
     a numba function (about 1 s of a cold first call) and without copying transposed operands."""
     out = np.empty((a.shape[0], b.shape[1]), a.dtype)
-    x, trans_x = _operand(a)
-    y, trans_y = _operand(b)
-    cblas.py_gemm(1.0, x, trans_x, y, trans_y, 0.0, out)
+    cblas.py_product(1.0, a, b, 0.0, out)
     return out
 
 
@@ -107,8 +95,6 @@ def matrix_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype in (np.float32, np.float64):
         a2 = a.reshape(1, -1) if a.ndim == 1 else a
         b2 = b.reshape(-1, 1) if b.ndim == 1 else b
-        if a2.shape[1] != b2.shape[0]:
-            raise ValueError(f"matrix product: inner dimensions differ: {a.shape} . {b.shape}")
         return real_gemm(a2, b2).reshape(a.shape[:-1] + b.shape[1:])
     if _blas(dtype):
         return blas_dot(np.ascontiguousarray(a), np.ascontiguousarray(b))
@@ -287,9 +273,8 @@ class GemmRunner:
             return False  # the general path raises the error
         if out is not z:
             np.copyto(out, z, casting="unsafe")
-        a, trans_a = _operand(np.asarray(x, self.dtype))
-        b, trans_b = _operand(np.asarray(y, self.dtype))
-        cblas.py_gemm(float(alpha), a, trans_a, b, trans_b, float(beta), out)
+        cblas.py_product(float(alpha), np.asarray(x, self.dtype), np.asarray(y, self.dtype),
+                         float(beta), out)
         return True
 
     def fits(self, buffer, args) -> bool:

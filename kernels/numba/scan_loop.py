@@ -427,9 +427,7 @@ def _gemm_source(z_pattern: tuple, dtype: str) -> str:
         "    for i0 in range(p.shape[0]):",
         "        for i1 in range(p.shape[1]):",
         f"            p[i0, i1] = z[{index}]",
-        "    xs, trans_x = cblas.operand(x)",
-        "    ys, trans_y = cblas.operand(y)",
-        "    cblas.gemm(alpha, xs, trans_x, ys, trans_y, beta, p)",
+        "    cblas.product(alpha, x, y, beta, p)",
         "    return p",
     ]
     return "\n".join(lines) + "\n"
