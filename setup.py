@@ -12,6 +12,10 @@ class BuildPy(build_py):
         return [m for m in modules if not (package == "theanine" and m[1] == "setup")]
 
 
+# Intel's MKL for mode numba's matrix products (kernels/numba/cblas.py): ~2x OpenBLAS on small
+# products (an LSTM step's), which no code of ours matches; wheels for x86-64 only
+MKL = "mkl>=2023; platform_machine == 'x86_64' or platform_machine == 'AMD64'"
+
 SUBPACKAGES = [f"theanine.{name}" for name in find_packages(".", exclude=["tests", "tests.*", "examples", "bench", "build"])]
 
 setup(
@@ -29,11 +33,9 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "wheel"],  # wheel: the packaging test builds one
         "cuda": ["pycuda>=2024.1"],
-        # Intel's MKL for mode numba's matrix products (kernels/numba/cblas.py): ~2x OpenBLAS on
-        # small products (an LSTM step's), which no code of ours matches; wheels for x86-64 only
-        "mkl": ["mkl>=2023; platform_machine == 'x86_64' or platform_machine == 'AMD64'"],
+        "mkl": [MKL],
         # PyTensor pins numba <= 0.65.1: it lives in a venv of its own (bench/pytensor_venv.sh)
-        "bench": ["jax", "torch==2.13.0", "numexpr", "mkl>=2023; platform_machine == 'x86_64'"],
+        "bench": ["jax", "torch==2.13.0", "numexpr", MKL],
         "viz": ["graphviz", "matplotlib"],  # matplotlib: bench charts and learning curves
     },
     license="MIT",

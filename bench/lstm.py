@@ -90,6 +90,17 @@ def pytensor_rows(repeat: int) -> list:
     return rows
 
 
+def json_from_own_process(code: str, env: dict | None = None):
+    """The JSON value a fresh Python running `code` (from the repo root) prints last, or None
+    when it fails (a peer not installed)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                         env=env)
+    if out.returncode != 0:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def torch_row_in_own_process(repeat: int):
     """torch_row in a process of its own: PyTorch's OpenMP pool and numba's (and the BLAS pools)
     in one process take each other's cores on 2 cores (nn.LSTM measured 21.9 ms beside theanine
@@ -99,11 +110,7 @@ def torch_row_in_own_process(repeat: int):
         "data = np.random.default_rng(0).normal(size=(lstm.BATCH, lstm.STEPS, lstm.FEATURES))"
         f".astype('float32'); print(json.dumps(lstm.torch_row({repeat}, data)))"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
-    if out.returncode != 0:
-        return None
-    row = json.loads(out.stdout.strip().splitlines()[-1])
+    row = json_from_own_process(code)
     return tuple(row) if row else None
 
 
@@ -176,11 +183,7 @@ def torch_product_microseconds(repeat: int) -> list[float] | None:
         "    out.append(1e6 * (time.perf_counter() - tic) / reps)\n"
         "print(json.dumps(out))"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
-    if result.returncode != 0:
-        return None
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json_from_own_process(code)
 
 
 def product_lines(repeat: int) -> list[str]:
@@ -217,13 +220,8 @@ def theanine_row_in_own_process(library: str, peepholes: bool, repeat: int):
         f".astype('float32'); step = lstm.theanine_step('numba', {peepholes}); "
         f"print(json.dumps(lstm.timed(lambda: step(data), {repeat})))"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, THEANINE_FLAGS=f"blas__library={library}")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
-                         env=env)
-    if out.returncode != 0:
-        return None
-    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
+    row = json_from_own_process(code, dict(os.environ, THEANINE_FLAGS=f"blas__library={library}"))
+    return tuple(row) if row else None
 
 
 def first_call_seconds(mode: str, cache: str) -> float:

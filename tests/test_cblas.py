@@ -4,6 +4,7 @@ errors; compiled kernels cached under one library run under the other."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,9 @@ def test_gemm_with_an_empty_sum_scales_c_and_with_no_rows_writes_nothing(entry):
     c = np.arange(6, dtype=np.float32).reshape(2, 3)
     call(1.0, np.zeros((2, 0), np.float32), False, np.zeros((0, 3), np.float32), False, 3.0, c)
     assert c.tolist() == (3 * np.arange(6).reshape(2, 3)).tolist()
+    c[0, 0] = np.nan  # beta 0 does not read c (BLAS's convention)
+    call(1.0, np.zeros((2, 0), np.float32), False, np.zeros((0, 3), np.float32), False, 0.0, c)
+    assert c.tolist() == np.zeros((2, 3)).tolist()
     empty = np.zeros((0, 3), np.float32)
     call(1.0, np.zeros((0, 4), np.float32), False, np.ones((4, 3), np.float32), False, 0.0, empty)
     assert empty.shape == (0, 3)
@@ -147,8 +151,6 @@ _SCRIPT = textwrap.dedent("""
 
 
 def _run(library: str, cache_dir: str) -> dict:
-    import json
-
     env = dict(os.environ, THEANINE_FLAGS=f"blas__library={library}", THEANINE_CACHE=cache_dir)
     done = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
                           text=True, timeout=600)
