@@ -124,11 +124,13 @@ def blas_tensordot(a: np.ndarray, b: np.ndarray, axes: tuple) -> np.ndarray:
     m, n = int(np.prod(shape[: len(free_a)], dtype=np.int64)), 1
     for x in free_b:
         n *= b.shape[x]
-    a2 = np.ascontiguousarray(np.transpose(a, free_a + axes_a).reshape(m, k), dtype)
-    b2 = np.ascontiguousarray(np.transpose(b, axes_b + free_b).reshape(k, n), dtype)
+    # reshape copies only where the axes do not merge: x.T @ dy over (steps, batch) leading axes
+    # reads x in place as a Fortran-ordered operand (BLAS transposes it) instead of copying it
+    a2 = np.transpose(np.asarray(a, dtype), free_a + axes_a).reshape(m, k)
+    b2 = np.transpose(np.asarray(b, dtype), axes_b + free_b).reshape(k, n)
     if dtype in (np.float32, np.float64):
         return real_gemm(a2, b2).reshape(shape)
-    return blas_dot(a2, b2).reshape(shape)
+    return blas_dot(np.ascontiguousarray(a2), np.ascontiguousarray(b2)).reshape(shape)
 
 
 def batched_product(a: np.ndarray, b: np.ndarray, dtype: np.dtype) -> np.ndarray:

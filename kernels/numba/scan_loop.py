@@ -436,8 +436,9 @@ def _gemm_source(z_pattern: tuple, dtype: str) -> str:
 def _index(pattern: tuple, ndim: int, starts: str | None = None) -> str:
     """The element index of an input with broadcast pattern `pattern` inside the loop nest;
     offset by the tuple named `starts` for an input read through a window."""
-    if starts is not None:
-        return ", ".join(f"i{a} + {starts}[{a}]" for a in range(ndim))
+    if starts is not None:  # unsigned: numba then skips its negative-index wraparound, which
+        # kept these loops from vectorizing (half the speed of a plain C-ordered read, measured)
+        return ", ".join(f"np.uintp(i{a} + {starts}[{a}])" for a in range(ndim))
     return ", ".join("0" if pattern[a] else f"i{a}" for a in range(ndim))
 
 
