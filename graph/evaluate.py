@@ -44,12 +44,29 @@ def run_node(var: Var, args: Sequence[np.ndarray]) -> np.ndarray:
     return check_output(var, out)
 
 
+_NUMPY_DTYPES: dict[str, np.dtype | None] = {}
+
+
+def _numpy_dtype(name: str) -> np.dtype | None:
+    try:
+        return _NUMPY_DTYPES[name]
+    except KeyError:
+        try:
+            dtype = np.dtype(name)
+        except TypeError:
+            dtype = None
+        _NUMPY_DTYPES[name] = dtype
+        return dtype
+
+
 def check_output(var: Var, out) -> np.ndarray:
     type_ = var.type
     if isinstance(type_, TupleType):
         return tuple(check_output(_Typed(t, var), o) for t, o in zip(type_.types, out))
     out = np.asarray(out)
-    if out.dtype.name != type_.dtype:
+    # dtype equality is a C comparison; .name is built by Python code at each call (a third of a
+    # small node's time); a byte-swapped result differs here and is judged by its name
+    if out.dtype != _numpy_dtype(type_.dtype) and out.dtype.name != type_.dtype:
         raise EvaluationError(
             f"internal error: {var.op} returned dtype {out.dtype.name} but its type says {type_.dtype} "
             f"(node created at {var.where()})"

@@ -96,6 +96,32 @@ def _case_reshape_reshape():
     return [x], [s], expr, Var(expr.op, (x, expr.inputs[1]))
 
 
+def _row_batch(name="x"):
+    """A (rows, 1, columns) input whose middle axis is typed broadcastable."""
+    return input_var(TensorType("float64", (None, 1, None)), name), (3, 1, 4)
+
+
+def _case_sum_broadcastable():
+    x, s = _row_batch()
+    # summing the size-1 axis is a dimshuffle dropping it
+    return [x], [s], T.sum(x, axis=1), x.dimshuffle(0, 2)
+
+
+def _case_sum_partly_broadcastable():
+    x, s = _row_batch()
+    return [x], [s], T.sum(x, axis=(0, 1)), T.sum(x.dimshuffle(0, 2), axis=0)
+
+
+def _case_max_keepdims_broadcastable():
+    x, s = _row_batch()
+    return [x], [s], T.max(x, axis=1, keepdims=True), x
+
+
+def _case_prod_keepdims_partly():
+    x, s = _row_batch()
+    return [x], [s], T.prod(x, axis=(1, 2), keepdims=True), T.prod(x, axis=2, keepdims=True)
+
+
 def _case_sub_self():
     (x, s) = dmat("x")
     return [x], [s], x - x, x * T.constant(np.zeros((1, 1)), dtype="float64")
@@ -237,6 +263,10 @@ CASES = [
     Case("dimshuffle_chain", _case_dimshuffle_chain),
     Case("dimshuffle_chain", _case_dimshuffle_compose),
     Case("reshape_reshape", _case_reshape_reshape),
+    Case("reduce_broadcastable", _case_sum_broadcastable),
+    Case("reduce_broadcastable", _case_sum_partly_broadcastable),
+    Case("reduce_broadcastable", _case_max_keepdims_broadcastable),
+    Case("reduce_broadcastable", _case_prod_keepdims_partly),
     Case("sub_self", _case_sub_self),
     Case("constants_last", _case_constants_last),
     Case("shape_static", _case_shape_static, also_exclude="shape_entry_static"),
@@ -280,6 +310,15 @@ def test_large_constants_are_not_folded():
     expr = big * 2.0
     out = optimized(expr)
     assert not isinstance(out.op, Constant)  # 40,000 elements stay a computation
+
+
+def test_reduce_broadcastable_keeps_a_widening_sum():
+    """A sum that changes the dtype (int8 summed as int64) is left to compute the cast."""
+    x = input_var(TensorType("int8", (None, 1)), "x")
+    out = optimized(T.sum(x, axis=1))
+    assert isinstance(out.op, type(T.sum(x, axis=1).op)) and out.dtype == "int64"
+    value = np.array([[100], [-7]], dtype="int8")
+    np.testing.assert_array_equal(evaluate([out], {x: value})[0], np.array([100, -7]))
 
 
 def test_div_self_keeps_nan_semantics():

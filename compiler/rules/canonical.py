@@ -6,6 +6,7 @@ import numpy as np
 
 from ...graph import tensor as T
 from ...graph.ops import elemwise as E
+from ...graph.ops.reduce import Max, Min, Prod, Sum
 from ...graph.ops.shape import DimShuffle, Reshape, Shape
 from ...graph.ops.subtensor import Subtensor
 from ...graph.type import TensorType, TupleType, is_discrete
@@ -85,6 +86,29 @@ def dimshuffle_chain(node: Var, x: Var):
 
 def dimshuffle_identity(node: Var, x: Var):
     return x if node.op.new_order == tuple(range(x.ndim)) else None
+
+
+def reduce_broadcastable(node: Var, x: Var):
+    """A sum, product, max or min over axes of static size 1 reduces nothing there: those axes
+    are dropped by a dimshuffle (kept as they are with keepdims), and the reduction, if any axis
+    is left, runs over the others. Not when the reduction changes the dtype (a sum of int8)."""
+    op = node.op
+    ones = [a for a in op.axis if x.type.shape[a] == 1]
+    if not ones or node.dtype != x.dtype:
+        return None
+    rest = [a for a in op.axis if a not in ones]
+    if op.keepdims:
+        return x if not rest else Var(type(op)(tuple(rest), True, *_extra(op)), (x,))
+    kept = [a for a in range(x.ndim) if a not in ones]
+    y = Var(DimShuffle(tuple(kept)), (x,))
+    if not rest:
+        return y
+    return Var(type(op)(tuple(kept.index(a) for a in rest), False, *_extra(op)), (y,))
+
+
+def _extra(op) -> tuple:
+    """A reduction's fields after (axis, keepdims): Sum's and Prod's dtype."""
+    return (op.dtype,) if isinstance(op, (Sum, Prod)) else ()
 
 
 def reshape_reshape(node: Var, x: Var):
@@ -202,6 +226,7 @@ canonical = [
     rule("log_exp", Pat(E.Log, Pat(E.Exp, x)), lambda node, x: like(node, x)),
     rule("dimshuffle_chain", Pat(DimShuffle, Pat(DimShuffle, x)), dimshuffle_chain),
     rule("dimshuffle_identity", Pat(DimShuffle, x), dimshuffle_identity),
+    rule("reduce_broadcastable", Pat((Sum, Prod, Max, Min), x), reduce_broadcastable),
     rule("reshape_reshape", Pat(Reshape, Pat(Reshape, x, Pat.var("s1")), Pat.var("s2")), reshape_reshape),
     rule("reshape_same", Pat(Reshape, x, Pat.var("s")), reshape_same),
     rule("flatten_add", Pat(E.Add, Pat(E.Add, x, Pat.var("c1")), Pat.var("c2")), fold_add_constants),
