@@ -11,17 +11,21 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Sequence
 
+import numpy as np
+
 from ..graph import tensor as T
 from ..graph.ops.composite import Proj
-from ..graph.ops.elemwise import Add, Elemwise
+from ..graph.ops.elemwise import Add, Elemwise, Second
 from ..graph.ops.ifelse import IfElse
 from ..graph.ops.linalg import Dot
 from ..graph.ops.random import RandomOp
 from ..graph.ops.scan import Scan, inner_placeholder
 from ..graph.ops.shape import DimShuffle
+from ..graph.ops.shape_alloc import Alloc
 from ..graph.ops.subtensor import Subtensor
 from ..graph.type import TupleType
 from ..graph.var import Constant, Var, replace, toposort
+from .rules.common import like
 
 __all__ = [
     "optimize_scans", "merge_extended_scans", "prune_scans", "hoist_invariants", "save_memory",
@@ -473,18 +477,46 @@ def products_out_of_loops(outputs: Sequence[Var]) -> list[Var]:
         if id(var) in readers:
             scan, i = readers[id(var)]
             node, stacked = new_nodes[id(scan)]
-            if plans[id(scan)][i][0] is None:  # nothing left in the loop: the state never changes
-                total = node.inputs[1 + scan.op.n_seqs + i][-1]
-            else:
-                total = Var(Proj(i), (node,))[-1]
+            products = []
             for (ra, rb), (_, _, axes_a, axes_b) in zip(stacked[i], plans[id(scan)][i][1]):
                 a, b = _stacked(node, ra), _stacked(node, rb)
-                product = T.tensordot(a, b, axes=[list(axes_a), list(axes_b)])
+                products.append(T.tensordot(a, b, axes=[list(axes_a), list(axes_b)]))
+            if plans[id(scan)][i][0] is None:  # nothing left in the loop: the state never changes
+                initial = node.inputs[1 + scan.op.n_seqs + i]
+                total = _sum_of(products, var) if _zeros(initial) else None
+                if total is not None:  # a gradient's zero start: the products alone
+                    return total
+                total = initial[-1]
+            else:
+                total = Var(Proj(i), (node,))[-1]
+            for product in products:
                 total = total + product
             return T.cast(total, var.dtype) if total.dtype != var.dtype else total
         return None
 
     return _rebuild(outputs, transform)
+
+
+def _zeros(v: Var) -> bool:
+    """Is v zeros by construction (a constant, fill or alloc of 0, possibly dimshuffled)?"""
+    while isinstance(v.op, DimShuffle):
+        v = v.inputs[0]
+    if isinstance(v.op, Second):
+        v = v.inputs[1]
+    elif isinstance(v.op, Alloc):
+        v = v.inputs[0]
+    while isinstance(v.op, DimShuffle):
+        v = v.inputs[0]
+    return isinstance(v.op, Constant) and not np.any(v.op.data)
+
+
+def _sum_of(products: list, var: Var) -> Var | None:
+    """The products added, standing for `var` (the accumulator's last row); None when their
+    static type cannot (a product typed to broadcast where var is not)."""
+    total = products[0]
+    for product in products[1:]:
+        total = total + product
+    return like(var, total)
 
 
 def _keeps_last_row(op: Scan, i: int) -> bool:

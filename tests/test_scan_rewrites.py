@@ -20,7 +20,7 @@ from theanine.compiler.scan_rewrites import (
 )
 from theanine.graph.evaluate import evaluate
 from theanine.graph.ops.composite import Composite
-from theanine.graph.ops.elemwise import Exp
+from theanine.graph.ops.elemwise import Add, Exp
 from theanine.graph.ops.linalg import Dot, TensorDot
 from theanine.graph.ops.scan import Scan
 from theanine.graph.random import RandomStreams
@@ -192,12 +192,26 @@ def test_accumulated_weight_products_become_one_tensordot_after_the_loop():
     assert backward.op.n_nitsot == before.op.n_nitsot + 1
     outer = [v for v in toposort(after) if isinstance(v.op, TensorDot)]
     assert any(v.op.axes_a == (0, 1) and v.op.axes_b == (0, 1) for v in outer)
+    # the gradients start from zeros: each is its tensordot alone, no zeros added to it
+    assert isinstance(after[1].op, TensorDot) and isinstance(after[2].op, TensorDot)
     same_values(outs, after, values)
     # the loop compiled in mode numba gives the same gradients as numpy's reference
     f = theanine.function([X, W, U, h0], outs, mode="numba")
     got = f(*(values[v] for v in (X, W, U, h0)))
     for a, b in zip(got, evaluate(outs, values)):
         np.testing.assert_allclose(a, b, rtol=1e-10)
+
+
+def test_an_accumulator_with_a_nonzero_start_keeps_it():
+    x, start = T.dmatrix("x"), T.dmatrix("start")
+    accs, _ = scan(lambda row, acc: acc + T.dot(row.dimshuffle(0, "x"), row.dimshuffle("x", 0)),
+                   sequences=x, outputs_info=start)
+    kept = save_memory([accs[-1]])
+    (after,) = prune_scans(products_out_of_loops(kept))
+    assert isinstance(after.op, Add) and any(isinstance(v.op, TensorDot) for v in after.inputs)
+    values = {x: RNG.normal(size=(5, 3)), start: RNG.normal(size=(3, 3))}
+    np.testing.assert_allclose(evaluate([after], values)[0],
+                               values[start] + values[x].T @ values[x], rtol=1e-12)
 
 
 def test_an_accumulator_read_inside_the_loop_is_left_alone():
