@@ -191,8 +191,11 @@ def test_slice_gradients_fill_one_buffer_in_the_loop():
     # the zeros are made in the loop (row-wise elementwise work stays there), a fresh buffer
     # each step: no copy, and the three gate gradients are written into it in place
     assert loop_body.count(".copy()") == 0
-    writes = re.findall(r"h\d+\((v\d+)\[:, [\d:]+\], ", loop_body)
-    assert len(writes) == 3 and len(set(writes)) == 3
+    # each through the buffer at the window's offset (a loop over the strided view would not
+    # vectorize): the buffer, the window's starts, the window (for its shape), the value
+    writes = re.findall(r"h\d+\((v\d+), \(0, (\d+), \), (v\d+)\[:, [\d:]+\], ", loop_body)
+    assert len(writes) == 3 and len({w[0] for w in writes}) == 3, loop_body
+    assert sorted(int(w[1]) for w in writes) == [0, 3, 6] and all(w[0] == w[2] for w in writes)
     # that buffer is the per-step output's row itself (from step 1 on): no copy into the output
     assert re.search(r"= h\d+\(.*\(o0\[t\] if t > 0 else z\d+\)\)", loop_body), loop_body
     assert not re.search(r"h\d+\(o0\[t\]", loop_body)
@@ -337,7 +340,7 @@ def test_slice_writes_broadcast_as_numpy_does():
     def step(x):
         a = T.inc_subtensor(x[:, 1:3], r)  # a row added to every row of the slice
         b = T.set_subtensor(a[1:, :2], c)  # a column written across
-        return b
+        return T.inc_subtensor(b[:, 3:10], 1.0)  # a window cut at the end: columns 3 and 4
 
     out, _ = theanine.map(step, sequences=m)
     mv = RNG.normal(size=(3, 4, 5))
@@ -348,7 +351,12 @@ def test_slice_writes_broadcast_as_numpy_does():
     expected = mv.copy()
     expected[:, :, 1:3] += rv
     expected[:, 1:, :2] = cv
+    expected[:, :, 3:] += 1.0
     np.testing.assert_array_equal(got, expected)
+    (runner,) = _scan_runners(f)
+    body = runner.loop.source[runner.loop.source.index("def scan_"):]
+    for starts in ("0, 1", "1, 0", "0, 3"):  # every write goes through its array at an offset
+        assert re.search(rf"h\d+\((v\d+), \({starts}, \), \1\[", body), body
     with pytest.raises(ValueError):
         f(mv, np.ones(3), cv)
 

@@ -150,6 +150,12 @@ class _Writer:
                 y = var.inputs[1]
                 if target_ndim == 0 or y.ndim > target_ndim:
                     return [first, f"{out}[{key}] {verb} {args[1]}"]
+                starts = _window_starts(op.idx)
+                if starts is not None and target_ndim == var.ndim:
+                    starts = starts + (0,) * (var.ndim - len(starts))
+                    put = self.helper(_put_source(target_ndim, y, verb, window=True))
+                    offsets = "(" + "".join(f"{a}, " for a in starts) + ")"
+                    return [first, f"{put}({out}, {offsets}, {out}[{key}], {args[1]})"]
                 put = self.helper(_put_source(target_ndim, y, verb))
                 return [first, f"{put}({out}[{key}], {args[1]})"]
         if isinstance(op, shape.DimShuffle) and var.inputs[0].ndim:
@@ -371,22 +377,26 @@ class _Writer:
         return lines + [f"{out} = {value}"]
 
 
-def _put_source(ndim: int, y: Var, verb: str) -> str:
+def _put_source(ndim: int, y: Var, verb: str, window: bool = False) -> str:
     """A helper writing (verb "=") or adding ("+=") y into the array `target` of rank `ndim`, y
-    broadcast as numpy does (missing leading axes; axes typed size 1), its shape checked."""
+    broadcast as numpy does (missing leading axes; axes typed size 1), its shape checked. With
+    `window`, the target is the window `w` of the C-ordered array `target` starting at `s`,
+    written through the array at an offset: a loop over the strided view does not vectorize
+    (an LSTM gradient's gate columns: 1.4 us per 32 x 128 slice)."""
     lead = ndim - y.ndim
     pattern = tuple(True for _ in range(lead)) + tuple(d == 1 for d in y.type.shape)
-    lines = ["def HELPER(target, y):"]
+    shaped = "w" if window else "target"
+    lines = ["def HELPER(target, s, w, y):" if window else "def HELPER(target, y):"]
     for a in range(ndim):
         if not pattern[a]:
-            lines.append(f"    if y.shape[{a - lead}] != target.shape[{a}]:")
+            lines.append(f"    if y.shape[{a - lead}] != {shaped}.shape[{a}]:")
             lines.append("        raise ValueError('a value does not fit the rows it is written to')")
     depth = 1
     for a in range(ndim):
-        lines.append("    " * depth + f"for i{a} in range(target.shape[{a}]):")
+        lines.append("    " * depth + f"for i{a} in range({shaped}.shape[{a}]):")
         depth += 1
     source_index = ", ".join("0" if pattern[a] else f"i{a}" for a in range(lead, ndim))
-    target_index = ", ".join(f"i{a}" for a in range(ndim))
+    target_index = _index((False,) * ndim, ndim, "s" if window else None)
     value = f"y[{source_index}]" if y.ndim else "y"
     lines.append("    " * depth + f"target[{target_index}] {verb} {value}")
     return "\n".join(lines) + "\n"
