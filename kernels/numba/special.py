@@ -207,6 +207,21 @@ def round_half_away(x):
 
 
 # --- float32 approximations that vectorize (only arithmetic and selects: no libm calls) ----------
+@intrinsic
+def _muladd(typingctx, a, b, c):
+    """a * b + c in float32 as llvm.fmuladd: one fused multiply-add where the CPU has FMA (one
+    rounding instead of two), a multiply and an add elsewhere; the polynomials below are chains
+    of these (a third faster in a vectorized loop here, measured)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fmuladd", [f32], ir.FunctionType(f32, [f32] * 3))
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
 # tanh: x * P(x^2) / Q(x^2) on |x| <= 7.905 (clamped beyond, where tanh rounds to within 3e-7 of
 # +-1); coefficients fitted here by least squares on the relative error (5e-9 in float64).
 # Measured in float32 against float64 numpy: at most 5 ulps (absolute error <= 3.1e-7).
@@ -226,16 +241,16 @@ def tanh_f32(x):
     y = y if y < c else c  # a NaN is restored by the last select
     s = y * y
     p = np.float32(_TP[6])
-    p = p * s + np.float32(_TP[5])
-    p = p * s + np.float32(_TP[4])
-    p = p * s + np.float32(_TP[3])
-    p = p * s + np.float32(_TP[2])
-    p = p * s + np.float32(_TP[1])
-    p = p * s + np.float32(_TP[0])
+    p = _muladd(p, s, np.float32(_TP[5]))
+    p = _muladd(p, s, np.float32(_TP[4]))
+    p = _muladd(p, s, np.float32(_TP[3]))
+    p = _muladd(p, s, np.float32(_TP[2]))
+    p = _muladd(p, s, np.float32(_TP[1]))
+    p = _muladd(p, s, np.float32(_TP[0]))
     q = np.float32(_TQ[3])
-    q = q * s + np.float32(_TQ[2])
-    q = q * s + np.float32(_TQ[1])
-    q = q * s + np.float32(_TQ[0])
+    q = _muladd(q, s, np.float32(_TQ[2]))
+    q = _muladd(q, s, np.float32(_TQ[1]))
+    q = _muladd(q, s, np.float32(_TQ[0]))
     return y * p / q if x == x else x
 
 
@@ -273,13 +288,13 @@ def _exp_parts(y):
     n = (y * np.float32(_LOG2E) + np.float32(12582912.0)) - np.float32(12582912.0)
     r = (y - n * np.float32(_LN2_HI)) - n * np.float32(_LN2_LO)
     p = np.float32(1.0 / 5040.0)
-    p = p * r + np.float32(1.0 / 720.0)
-    p = p * r + np.float32(1.0 / 120.0)
-    p = p * r + np.float32(1.0 / 24.0)
-    p = p * r + np.float32(1.0 / 6.0)
-    p = p * r + np.float32(0.5)
-    p = p * r + np.float32(1.0)
-    p = p * r + np.float32(1.0)
+    p = _muladd(p, r, np.float32(1.0 / 720.0))
+    p = _muladd(p, r, np.float32(1.0 / 120.0))
+    p = _muladd(p, r, np.float32(1.0 / 24.0))
+    p = _muladd(p, r, np.float32(1.0 / 6.0))
+    p = _muladd(p, r, np.float32(0.5))
+    p = _muladd(p, r, np.float32(1.0))
+    p = _muladd(p, r, np.float32(1.0))
     return p, np.int32(n)
 
 
