@@ -520,6 +520,74 @@ def test_rewrite_report_names_fired_rules():
     assert "report_me" in text and "log_exp" in text and "fuse" in text
 
 
+def _fused(outputs):
+    from theanine.compiler.fuse import fuse_elementwise
+
+    return fuse_elementwise(outputs)
+
+
+def test_a_consumer_and_the_node_it_reads_become_one_loop():
+    """y = sigmoid(x) * w is stored (an output) and read again by y * y + x: one Composite
+    computes both, y kept as its output, y * y reading it in the loop."""
+    x, w = dmat("x")[0], dmat("w")[0]
+    y = T.nnet.sigmoid(x) * w
+    z = y * y + x
+    outs = _fused([y, z])
+    nodes = [v for v in toposort(outs) if v.inputs]
+    (composite,) = [v for v in nodes if isinstance(v.op, Composite)]
+    assert all(isinstance(o.op, Proj) and o.inputs[0] is composite for o in outs)
+    assert len(composite.op.outputs) == 2 and set(composite.inputs) == {x, w}
+    values = values_for([x, w], [(3, 4), (3, 4)])
+    for got, want in zip(evaluate(outs, values), evaluate([y, z], values)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the numba backend computes it in one loop with the same values
+    f = theanine.function([x, w], [y, z], mode="numba")
+    for got, want in zip(f(values[x], values[w]), evaluate([y, z], values)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_merged_loops_hold_at_most_two_costly_ops():
+    """tanh(tanh(tanh(x))), each stored: the first two merge, the third stays a loop of its own
+    (five transcendental functions in one loop spilled registers and ran slower, measured)."""
+    from theanine.compiler.fuse import MERGED_COSTLY_OPS
+
+    x = dmat("x")[0]
+    a = T.tanh(x)
+    b = T.tanh(a)
+    c = T.tanh(b)
+    outs = _fused([a, b, c])
+    loops = {o.inputs[0] if isinstance(o.op, Proj) else o for o in outs}
+    assert MERGED_COSTLY_OPS == 2 and len(loops) == 2
+    values = values_for([x], [(3, 4)])
+    for got, want in zip(evaluate(outs, values), evaluate([a, b, c], values)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_a_consumer_feeding_only_a_reduction_is_left_to_the_reduction():
+    x, w = dmat("x")[0], dmat("w")[0]
+    y = T.exp(x) + w
+    total = T.sum(y * x)  # y * x is read only by the sum: fused into it, never stored
+    f = theanine.function([x, w], [y, total], mode="numba")
+    kinds = [type(n.op).__name__ for n in f.maker.fgraph.toposort()]
+    assert "FusedReduce" in kinds
+    values = values_for([x, w], [(3, 4), (3, 4)])
+    got = f(values[x], values[w])
+    np.testing.assert_allclose(got[1], np.sum((np.exp(values[x]) + values[w]) * values[x]))
+
+
+def test_no_merge_when_another_input_is_computed_from_the_producer():
+    """z reads y and dot(y, m): merging y's loop with z's would need the product before the
+    loop that computes y: they stay two loops."""
+    x, m = dmat("x")[0], dmat("m", (4, 4))[0]
+    y = T.exp(x)
+    z = y * T.dot(y, m) + 1.0
+    outs = _fused([y, z])
+    assert not any(isinstance(v.op, Proj) for v in toposort(outs))
+    values = values_for([x, m], [(3, 4), (4, 4)])
+    for got, want in zip(evaluate(outs, values), evaluate([y, z], values)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_sibling_merging_never_makes_a_cycle():
     """Two sibling groups that depend on each other through different members (batch norm's graph)."""
     x = T.fmatrix("x")
