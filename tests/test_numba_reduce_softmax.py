@@ -90,7 +90,13 @@ def test_float32_softmax_is_close_to_float64_numpy(log):
     assert got.dtype == np.float32 and got.shape == a.shape
     keep = np.abs(want) > 1e-30  # relative error where float32 has normal numbers
     rel = np.abs(got.astype("float64")[keep] - want[keep]) / np.abs(want[keep])
-    assert rel.max() < 4e-7 if log else rel.max() < 2e-6, rel.max()
+    if log:
+        assert rel.max() < 4e-7, rel.max()
+    else:  # as close as numpy's own float32 softmax of these rows (2.0-2.2e-6: float32 row sums)
+        e = np.exp(a - a.max(axis=1, keepdims=True))
+        numpy32 = (e / e.sum(axis=1, keepdims=True)).astype("float64")
+        rel32 = np.abs(numpy32[keep] - want[keep]) / np.abs(want[keep])
+        assert rel.max() < 1.5 * rel32.max(), (rel.max(), rel32.max())
     assert np.all(np.abs(got.astype("float64") - want)[~keep] < 1e-37)
     nan_row = a.copy()
     nan_row[3, 10] = np.nan
