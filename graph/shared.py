@@ -222,10 +222,11 @@ ScalarSharedVariable = SharedVariable
 
 def shared(value, name: str | None = None, strict: bool = False, allow_downcast=None, borrow: bool = False,
            broadcastable=None, shape=None, dtype=None) -> SharedVariable:
-    """A shared variable holding `value` (copied unless borrow=True); Python floats become floatX."""
+    """A shared variable holding `value` (copied unless borrow=True); Python floats become floatX
+    (a numpy scalar keeps its dtype: np.float64(0.5) is float64)."""
     if isinstance(value, Var):
         raise TypeError(f"shared() expects a numeric value, got the symbolic variable {value}")
-    if isinstance(value, float):
+    if type(value) is float:  # np.float64 subclasses float: it has a dtype of its own
         array = np.asarray(value, dtype=config.floatX)
     elif isinstance(value, bool):
         array = np.asarray(value)

@@ -125,6 +125,9 @@ def test_shared_variable_values_and_borrow():
 def test_shared_python_float_is_floatx_and_set_value_checks():
     lr = theanine.shared(0.1, name="lr")
     assert lr.dtype == theanine.config.floatX and lr.ndim == 0
+    # a numpy scalar says its dtype (np.float64 is a subclass of float, but not a Python float)
+    assert theanine.shared(np.float64(0.1)).dtype == "float64"
+    assert theanine.shared(np.float32(0.1)).dtype == "float32"
     w = theanine.shared(np.zeros(3, dtype="float32"), name="w")
     with pytest.raises(TypeError, match=r"shared variable 'w'.*expected dtype float32, got float64"):
         w.set_value(np.zeros(3))
