@@ -193,9 +193,13 @@ def test_slice_gradients_fill_one_buffer_in_the_loop():
     assert loop_body.count(".copy()") == 0
     # each through the buffer at the window's offset (a loop over the strided view would not
     # vectorize): the buffer, the window's starts, the window (for its shape), the value
-    writes = re.findall(r"h\d+\((v\d+), \(0, (\d+), \), (v\d+)\[:, [\d:]+\], ", loop_body)
+    writes = re.findall(r"h\d+\((v\d+), \(np.int64\(0\), np.int64\((\d+)\), \), (v\d+)\[:, [\d:]+\], ",
+                        loop_body)
     assert len(writes) == 3 and len({w[0] for w in writes}) == 3, loop_body
     assert sorted(int(w[1]) for w in writes) == [0, 3, 6] and all(w[0] == w[2] for w in writes)
+    # the starts are int64 values, not literals (numba types a literal tuple by its values):
+    # the three windows call one helper, compiled once
+    assert len(set(re.findall(r"(h\d+)\(v\d+, \(np.int64", loop_body))) == 1
     # that buffer is the per-step output's row itself (from step 1 on): no copy into the output
     assert re.search(r"= h\d+\(.*\(o0\[t\] if t > 0 else z\d+\)\)", loop_body), loop_body
     assert not re.search(r"h\d+\(o0\[t\]", loop_body)
@@ -233,7 +237,8 @@ def test_gate_windows_are_read_in_place_by_the_elementwise_loops():
     (runner,) = _scan_runners(f)
     body = runner.loop.source[runner.loop.source.index("def scan_"):]
     for start in (0, 3, 6):  # the product, the window's starts, the window (for its shape)
-        assert re.search(rf"= h\d+\(.*\b[pv]\d+, \(0, {start}, \), v\d+", body), body
+        assert re.search(rf"= h\d+\(.*\b[pv]\d+, \(np.int64\(0\), np.int64\({start}\), \), v\d+",
+                         body), body
 
 
 def test_sequences_read_backwards_reach_the_loop_in_their_own_order():
@@ -355,8 +360,10 @@ def test_slice_writes_broadcast_as_numpy_does():
     np.testing.assert_array_equal(got, expected)
     (runner,) = _scan_runners(f)
     body = runner.loop.source[runner.loop.source.index("def scan_"):]
-    for starts in ("0, 1", "1, 0", "0, 3"):  # every write goes through its array at an offset
-        assert re.search(rf"h\d+\((v\d+), \({starts}, \), \1\[", body), body
+    for a, b in ((0, 1), (1, 0), (0, 3)):  # every write goes through its array at an offset
+        starts = rf"\(np.int64\({a}\), np.int64\({b}\), \)"
+        assert re.search(rf"h\d+\((v\d+), {starts}, \1\[", body), body
+
     with pytest.raises(ValueError):
         f(mv, np.ones(3), cv)
 

@@ -154,7 +154,7 @@ class _Writer:
                 if starts is not None and target_ndim == var.ndim:
                     starts = starts + (0,) * (var.ndim - len(starts))
                     put = self.helper(_put_source(target_ndim, y, verb, window=True))
-                    offsets = "(" + "".join(f"{a}, " for a in starts) + ")"
+                    offsets = _offsets(starts)
                     return [first, f"{put}({out}, {offsets}, {out}[{key}], {args[1]})"]
                 put = self.helper(_put_source(target_ndim, y, verb))
                 return [first, f"{put}({out}[{key}], {args[1]})"]
@@ -256,7 +256,7 @@ class _Writer:
                 continue
             windows.add(k)
             base, starts = window
-            call += [base, "(" + "".join(f"{s}, " for s in starts) + ")", name]
+            call += [base, _offsets(starts), name]
         return windows, call
 
     def _loop_function(self, patterns, ndim, dtypes, body, returned, init=None, out_shape=None,
@@ -441,6 +441,12 @@ def _gemm_source(z_pattern: tuple, dtype: str) -> str:
         "    return p",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _offsets(starts: tuple) -> str:
+    """A window's starts as a tuple of int64 values, not literals: numba types a literal tuple
+    by its values, so each window would compile the helper again (about 0.15 s each)."""
+    return "(" + "".join(f"np.int64({a}), " for a in starts) + ")"
 
 
 def _index(pattern: tuple, ndim: int, starts: str | None = None) -> str:
