@@ -274,15 +274,17 @@ class _Writer:
         lines = [f"def HELPER({params}):"]
         lines += [f"    x{k} = np.ascontiguousarray(x{k})" for k in range(n)]
         shape_of = {k: (f"w{k}" if k in windows else f"x{k}") for k in range(n)}
+        checks = []
         for axis in range(ndim):
             sources = [k for k in range(n) if not patterns[k][axis]]
             if not sources:
                 lines.append(f"    d{axis} = 1")
                 continue
             lines.append(f"    d{axis} = {shape_of[sources[0]]}.shape[{axis}]")
-            for k in sources[1:]:
-                lines.append(f"    if {shape_of[k]}.shape[{axis}] != d{axis}:")
-                lines.append("        raise ValueError('elementwise: shapes do not match')")
+            checks += [f"{shape_of[k]}.shape[{axis}] != d{axis}" for k in sources[1:]]
+        if checks:  # one raise for all: numba compiles each raise as code of its own (~30 ms)
+            lines.append(f"    if {' or '.join(checks)}:")
+            lines.append("        raise ValueError('elementwise: shapes do not match')")
         shape = out_shape or "(" + "".join(f"d{a}, " for a in range(ndim)) + ")"
         fits = " and ".join(f"dest{{j}}.shape[{a}] == d{a}" for a in range(ndim)) or "True"
         for j, dtype in enumerate(dtypes):
@@ -387,10 +389,10 @@ def _put_source(ndim: int, y: Var, verb: str, window: bool = False) -> str:
     pattern = tuple(True for _ in range(lead)) + tuple(d == 1 for d in y.type.shape)
     shaped = "w" if window else "target"
     lines = ["def HELPER(target, s, w, y):" if window else "def HELPER(target, y):"]
-    for a in range(ndim):
-        if not pattern[a]:
-            lines.append(f"    if y.shape[{a - lead}] != {shaped}.shape[{a}]:")
-            lines.append("        raise ValueError('a value does not fit the rows it is written to')")
+    checks = [f"y.shape[{a - lead}] != {shaped}.shape[{a}]" for a in range(ndim) if not pattern[a]]
+    if checks:  # one raise (each is compiled as code of its own)
+        lines.append(f"    if {' or '.join(checks)}:")
+        lines.append("        raise ValueError('a value does not fit the rows it is written to')")
     depth = 1
     for a in range(ndim):
         lines.append("    " * depth + f"for i{a} in range({shaped}.shape[{a}]):")
@@ -423,16 +425,15 @@ def _gemm_source(z_pattern: tuple, dtype: str) -> str:
     """beta * z + alpha * dot(x, y) with z broadcast along its axes typed size 1: z copied into
     the result, which BLAS then updates (beta applied there)."""
     index = ", ".join("0" if z_pattern[a] else f"i{a}" for a in range(2))
+    checks = ["x.shape[1] != y.shape[0]"]
+    checks += [f"z.shape[{a}] != {'x.shape[0]' if a == 0 else 'y.shape[1]'}"
+               for a in range(2) if not z_pattern[a]]
     lines = [
         "def HELPER(z, alpha, x, y, beta):",
-        "    if x.shape[1] != y.shape[0]:",
-        "        raise ValueError('gemm: the inner dimensions differ')",
+        f"    if {' or '.join(checks)}:",
+        "        raise ValueError('gemm: the operands do not fit')",
         f"    p = np.empty((x.shape[0], y.shape[1]), np.{dtype})",
     ]
-    for a in range(2):
-        if not z_pattern[a]:
-            lines.append(f"    if z.shape[{a}] != p.shape[{a}]:")
-            lines.append("        raise ValueError('gemm: z does not fit the product')")
     lines += [
         "    for i0 in range(p.shape[0]):",
         "        for i1 in range(p.shape[1]):",
