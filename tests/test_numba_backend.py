@@ -414,6 +414,29 @@ def test_shape_and_indexing_ops_match_py(k):
     compare(build, [sample(s, "float64") for s in shapes])
 
 
+@pytest.mark.parametrize("shape, order, static", [
+    ((2, 3, 4), (1, 0, 2), (None, None, None)),
+    ((2, 3, 4), (2, "x", 0, 1), (None, None, None)),
+    ((3, 1, 4), (2, 0), (None, 1, None)),
+    ((5, 1), (1, "x", 0), (None, 1)),
+    ((1, 1), (), (1, 1)),
+    ((), ("x", "x"), ()),
+])
+def test_dimshuffle_runner_is_a_view_equal_to_perform(shape, order, static):
+    from theanine.kernels.numba.shape import _dimshuffle
+
+    x = T.tensor("float64", shape=static)
+    v = x.dimshuffle(*order)
+    run = _dimshuffle(v.op, v)
+    a = sample(shape, "float64")
+    got = run(a)
+    np.testing.assert_array_equal(got, v.op.perform(a))
+    assert got.shape == v.op.perform(a).shape and np.shares_memory(got, a)
+    if any(d == 1 for d in static) and len(order) < len(shape):  # a size-1 axis dropped
+        with pytest.raises(ValueError, match="not of size 1"):
+            run(sample(tuple(2 if d == 1 else n for d, n in zip(static, shape)), "float64"))
+
+
 def _pool(x, mode):
     from theanine.graph.ops.pool import Pool2d
     from theanine.graph.var import Var
