@@ -1,8 +1,10 @@
 """Elementwise fusion: chains and trees of elementwise ops become one Composite node (one kernel).
 
-Two steps. First each maximal tree of fusable nodes whose inner results have no other reader is folded
+Three steps. First each maximal tree of fusable nodes whose inner results have no other reader is folded
 into its root. Then independent fused nodes of the same type that read a common input are merged into
-one multi-output Composite read through Proj projections (siblings share their loads).
+one multi-output Composite read through Proj projections (siblings share their loads). Last, a fused
+node that reads another's results (stored because something else reads them too) is merged with it
+(merge_consumers): the producer's results stay outputs, and the consumer reads them in the loop.
 """
 
 from __future__ import annotations
@@ -277,6 +279,45 @@ def merge_consumers(outputs: Sequence[Var], supported: Supported = default_suppo
         for x in var.inputs:
             mask |= below[id(x)] | bit.get(id(x), 0)
         below[id(var)] = mask
+    pairs = _consumer_pairs(order, candidates, roots, below, bit)
+    if not pairs:
+        return list(outputs)
+    merged: dict[int, Var] = {}  # id(old producer or consumer) -> the merged node
+    offsets: dict[int, int] = {}  # id(old node) -> index of its first output in the merged node
+    built: dict[int, tuple] = {}  # id(consumer) -> (op, externals, trace)
+    for producer, consumer in pairs:
+        built[id(consumer)] = (*_merged_body(producer, consumer), consumer.trace)
+        merged[id(producer)] = merged[id(consumer)] = consumer
+        offsets[id(producer)] = 0
+        offsets[id(consumer)] = len(_composite_outputs(producer))
+    nodes: dict[int, Var] = {}
+
+    def deps(var: Var) -> Sequence[Var]:
+        old = _merged_member(var, merged)
+        if old is not None:
+            return built[id(merged[id(old)])][1]
+        return var.inputs
+
+    def make(var: Var, new: dict) -> Var:
+        old = _merged_member(var, merged)
+        if old is None:
+            return _rebuild(var, tuple(new[id(x)] for x in var.inputs)) if var.inputs else var
+        key = id(merged[id(old)])
+        if key not in nodes:
+            op, externals, trace = built[key]
+            with inherited_trace(trace):
+                nodes[key] = Var(op, tuple(new[id(x)] for x in externals))
+        index = offsets[id(old)] + (var.op.index if var is not old else 0)
+        with inherited_trace(var.trace):
+            return Var(Proj(index), (nodes[key],))
+
+    new = rebuild_graph(outputs, deps, make)
+    return [new[id(v)] for v in outputs]
+
+
+def _consumer_pairs(order: list, candidates: list, roots: set, below: dict, bit: dict) -> list:
+    """(producer, consumer) pairs to merge this round: each node in one pair at most, and no two
+    pairs that depend on each other through different members (that would make a cycle)."""
     readers: dict[int, list[Var]] = {}
     for var in order:
         for x in var.inputs:
@@ -317,58 +358,31 @@ def merge_consumers(outputs: Sequence[Var], supported: Supported = default_suppo
         pairs.append((found, consumer))
         taken_bits |= pair_bits
         taken_below |= pair_below
-    if not pairs:
-        return list(outputs)
-    merged: dict[int, Var] = {}  # id(old producer or consumer) -> the merged node
-    offsets: dict[int, int] = {}  # id(old node) -> index of its first output in the merged node
-    built: dict[int, tuple] = {}  # id(consumer) -> (op, externals, trace)
-    for producer, consumer in pairs:
-        p_holders, p_outputs, p_inputs = _as_body(producer)
-        c_holders, c_outputs, c_inputs = _as_body(consumer)
-        externals: list[Var] = []
-        position: dict[int, int] = {}
+    return pairs
 
-        def slot(x: Var) -> Var:
-            if id(x) not in position:
-                position[id(x)] = len(externals)
-                externals.append(x)
-            return placeholder(position[id(x)], x.dtype)
 
-        p_map = {h: slot(x) for h, x in zip(p_holders, p_inputs)}
-        p_bodies = replace(list(p_outputs), p_map)
-        c_map = {}
-        for h, x in zip(c_holders, c_inputs):
-            made = _producer_of(x)
-            c_map[h] = p_bodies[made[1]] if made is not None and made[0] is producer else slot(x)
-        c_bodies = replace(list(c_outputs), c_map)
-        holders = tuple(placeholder(k, x.dtype) for k, x in enumerate(externals))
-        op = Composite(holders, tuple(p_bodies) + tuple(c_bodies))
-        built[id(consumer)] = (op, externals, consumer.trace)
-        merged[id(producer)] = merged[id(consumer)] = consumer
-        offsets[id(producer)], offsets[id(consumer)] = 0, len(p_bodies)
-    nodes: dict[int, Var] = {}
+def _merged_body(producer: Var, consumer: Var) -> tuple[Composite, list[Var]]:
+    """(the Composite computing the producer's outputs then the consumer's, its inputs): the
+    consumer's placeholders for the producer's results become the producer's own expressions."""
+    p_holders, p_outputs, p_inputs = _as_body(producer)
+    c_holders, c_outputs, c_inputs = _as_body(consumer)
+    externals: list[Var] = []
+    position: dict[int, int] = {}
 
-    def deps(var: Var) -> Sequence[Var]:
-        old = _merged_member(var, merged)
-        if old is not None:
-            return built[id(merged[id(old)])][1]
-        return var.inputs
+    def slot(x: Var) -> Var:
+        if id(x) not in position:
+            position[id(x)] = len(externals)
+            externals.append(x)
+        return placeholder(position[id(x)], x.dtype)
 
-    def make(var: Var, new: dict) -> Var:
-        old = _merged_member(var, merged)
-        if old is None:
-            return _rebuild(var, tuple(new[id(x)] for x in var.inputs)) if var.inputs else var
-        key = id(merged[id(old)])
-        if key not in nodes:
-            op, externals, trace = built[key]
-            with inherited_trace(trace):
-                nodes[key] = Var(op, tuple(new[id(x)] for x in externals))
-        index = offsets[id(old)] + (var.op.index if var is not old else 0)
-        with inherited_trace(var.trace):
-            return Var(Proj(index), (nodes[key],))
-
-    new = rebuild_graph(outputs, deps, make)
-    return [new[id(v)] for v in outputs]
+    p_bodies = replace(list(p_outputs), {h: slot(x) for h, x in zip(p_holders, p_inputs)})
+    c_map = {}
+    for h, x in zip(c_holders, c_inputs):
+        made = _producer_of(x)
+        c_map[h] = p_bodies[made[1]] if made is not None and made[0] is producer else slot(x)
+    c_bodies = replace(list(c_outputs), c_map)
+    holders = tuple(placeholder(k, x.dtype) for k, x in enumerate(externals))
+    return Composite(holders, tuple(p_bodies) + tuple(c_bodies)), externals
 
 
 # Arithmetic a vectorized loop does in a few instructions; any other scalar op (tanh, exp, a
