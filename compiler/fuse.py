@@ -259,71 +259,72 @@ def _producer_of(x: Var) -> tuple[Var, int] | None:
 
 
 def merge_consumers(outputs: Sequence[Var], supported: Supported = default_supported) -> list[Var]:
-    """Fold a fused node that reads another's results into one multi-output Composite with it,
-    the producer's results kept as outputs (they have other readers): one loop computes both,
-    each value read from a register instead of memory. An LSTM step's gates, cell and hidden
-    state are then one loop instead of six. Only where the two loop over one shape (the consumer
-    reads the producer's result without broadcasting it) and no other input of the consumer
-    depends on the producer (that value would be needed before the merged loop runs)."""
+    """Fold fused nodes that read each other's results into one multi-output Composite: one loop
+    computes them all, each value read from a register instead of memory, and the results read
+    outside the group stay its outputs. An LSTM step's gates, cell and hidden state are then two
+    loops instead of six, its gradient's one instead of four.
+
+    Groups are runs of a topological order built for them (a node is placed right after the group
+    it reads when it is ready): each group is contiguous in that order, so merging makes no cycle.
+    A node joins only a group it reads directly, of its shape (read without broadcasting) and
+    dtype, while the group holds at most MERGED_COSTLY_OPS costly ops; a node read only by
+    reductions stays out (fuse_reduce computes it inside the reduction, never stored)."""
+    outputs = list(outputs)
     order = toposort(outputs)
     roots = {id(v) for v in outputs}
-    candidates = [v for v in order if (isinstance(v.op, Composite) or _fusable(v, supported))
-                  and not (isinstance(v.type, TupleType) and id(v) in roots)
-                  and _composite_outputs(v)[0].ndim]  # not scalar index arithmetic
-    if len(candidates) < 2:
-        return list(outputs)
-    bit = {id(v): 1 << k for k, v in enumerate(candidates)}
-    below: dict[int, int] = {}
+    readers: dict[int, list[Var]] = {}
     for var in order:
-        mask = 0
-        for x in var.inputs:
-            mask |= below[id(x)] | bit.get(id(x), 0)
-        below[id(var)] = mask
-    pairs = _consumer_pairs(order, candidates, roots, below, bit)
-    if not pairs:
-        return list(outputs)
-    merged: dict[int, Var] = {}  # id(old producer or consumer) -> the merged node
-    offsets: dict[int, int] = {}  # id(old node) -> index of its first output in the merged node
-    built: dict[int, tuple] = {}  # id(consumer) -> (op, externals, trace)
-    for producer, consumer in pairs:
-        built[id(consumer)] = (*_merged_body(producer, consumer), consumer.trace)
-        merged[id(producer)] = merged[id(consumer)] = consumer
-        offsets[id(producer)] = 0
-        offsets[id(consumer)] = len(_composite_outputs(producer))
+        for x in dict.fromkeys(var.inputs):
+            readers.setdefault(id(x), []).append(var)
+
+    def candidate(v: Var) -> bool:
+        return ((isinstance(v.op, Composite) or _fusable(v, supported))
+                and not (isinstance(v.type, TupleType) and id(v) in roots)
+                and _composite_outputs(v)[0].ndim > 0  # not scalar index arithmetic
+                and not _feeds_reductions(v, readers, roots))
+
+    groups = _schedule_groups(order, readers, candidate)
+    if not groups:
+        return outputs
+    member_of = {id(m): k for k, group in enumerate(groups) for m in group}
+    built = [_group_node(group, readers, roots, member_of) for group in groups]
     nodes: dict[int, Var] = {}
 
     def deps(var: Var) -> Sequence[Var]:
-        old = _merged_member(var, merged)
-        if old is not None:
-            return built[id(merged[id(old)])][1]
-        return var.inputs
+        old = _merged_member(var, member_of)
+        return built[member_of[id(old)]][1] if old is not None else var.inputs
 
     def make(var: Var, new: dict) -> Var:
-        old = _merged_member(var, merged)
+        old = _merged_member(var, member_of)
         if old is None:
             return _rebuild(var, tuple(new[id(x)] for x in var.inputs)) if var.inputs else var
-        key = id(merged[id(old)])
-        if key not in nodes:
-            op, externals, trace = built[key]
+        k = member_of[id(old)]
+        op, externals, kept, trace = built[k]
+        if k not in nodes:
             with inherited_trace(trace):
-                nodes[key] = Var(op, tuple(new[id(x)] for x in externals))
-        index = offsets[id(old)] + (var.op.index if var is not old else 0)
+                nodes[k] = Var(op, tuple(new[id(x)] for x in externals))
+        if len(op.outputs) == 1:  # one result read outside the group: the node itself
+            return nodes[k]
+        index = kept[(id(old), var.op.index if var is not old else 0)]
         with inherited_trace(var.trace):
-            return Var(Proj(index), (nodes[key],))
+            return Var(Proj(index), (nodes[k],))
 
     new = rebuild_graph(outputs, deps, make)
     return [new[id(v)] for v in outputs]
 
 
-def _consumer_pairs(order: list, candidates: list, roots: set, below: dict, bit: dict) -> list:
-    """(producer, consumer) pairs to merge this round: each node in one pair at most, and no two
-    pairs that depend on each other through different members (that would make a cycle)."""
-    readers: dict[int, list[Var]] = {}
-    for var in order:
-        for x in var.inputs:
-            readers.setdefault(id(x), []).append(var)
-    pairs: list[tuple[Var, Var]] = []
-    taken_bits, taken_below = 0, 0
+def _schedule_groups(order: list, readers: dict, candidate: Callable) -> list[list[Var]]:
+    """Groups of two or more candidates, each a run of a topological order scheduled so that a
+    ready candidate reading the open group comes right after it. Nodes independent of the open
+    group may be emitted meanwhile (they belong before it in that order), nodes computed from it
+    that cannot join wait until it ends (they belong after it); the group ends when nothing else
+    is ready or when a candidate independent of it starts a group of its own. Proj nodes of
+    members are part of the group."""
+    pending = {id(v): len(set(map(id, v.inputs))) for v in order}
+    stack = [v for v in order if not v.inputs]
+    groups: list[list[Var]] = []
+    group: list[Var] = []
+    info = {}  # the open group's shape, dtype, member ids and costly-op count
     costs: dict[int, int] = {}
 
     def costly(v: Var) -> int:
@@ -331,50 +332,90 @@ def _consumer_pairs(order: list, candidates: list, roots: set, below: dict, bit:
             costs[id(v)] = _costly(v)
         return costs[id(v)]
 
-    for consumer in candidates:
-        if bit[id(consumer)] & taken_bits or _feeds_reductions(consumer, readers, roots):
+    def fits(v: Var) -> bool:
+        if not group or not candidate(v):
+            return False
+        out = _composite_outputs(v)
+        if out[0].shape != info["shape"] or {t.dtype for t in out} != {info["dtype"]}:
+            return False
+        return info["costly"] + costly(v) <= MERGED_COSTLY_OPS
+
+    def joins(v: Var) -> bool:
+        """v reads the group's results (without broadcasting them) and fits in it."""
+        read = [x for x in v.inputs if (_producer_of(x) or (None,))[0] is not None
+                and id(_producer_of(x)[0]) in info["ids"]]
+        return bool(read) and all(x.type.shape == info["shape"] for x in read) and fits(v)
+
+    def sibling(v: Var) -> bool:
+        """v is independent of the group but reads one of its inputs (as merge_siblings)."""
+        shared = [x for x in v.inputs if id(x) in info["inputs"]]
+        return bool(shared) and all(x.type.shape == info["shape"] for x in shared) and fits(v)
+
+    def add(v: Var) -> None:
+        group.append(v)
+        info["ids"].add(id(v))
+        info["after"].add(id(v))
+        info["inputs"].update(id(x) for x in v.inputs)
+        info["costly"] += costly(v)
+
+    deferred: list[Var] = []  # computed from the open group, unable to join it: placed after it
+
+    def close() -> None:
+        if len(group) > 1:
+            groups.append(list(group))
+        group.clear()
+        stack.extend(reversed(deferred))
+        deferred.clear()
+
+    def start(v: Var) -> None:
+        out = _composite_outputs(v)
+        dtypes = {t.dtype for t in out}
+        if len(dtypes) == 1:
+            group.append(v)
+            info.update(shape=out[0].shape, dtype=dtypes.pop(), ids={id(v)}, after={id(v)},
+                        inputs={id(x) for x in v.inputs}, costly=costly(v))
+
+    while stack or deferred:
+        if not stack:
+            close()
             continue
-        shape = _composite_outputs(consumer)[0].shape
-        found = None
-        for x in consumer.inputs:
-            made = _producer_of(x)
-            if made is None or id(made[0]) not in bit or made[0] is consumer:
-                continue
-            producer = made[0]
-            if bit[id(producer)] & taken_bits:
-                continue
-            if x.type.shape != shape or _composite_outputs(producer)[0].shape != shape:
-                continue  # broadcast or of another shape: the loops differ
-            dtypes = {t.dtype for t in _composite_outputs(producer) + _composite_outputs(consumer)}
-            if len(dtypes) > 1:
-                continue  # one dtype per fused node, as merge_siblings keeps
-            if costly(producer) + costly(consumer) > MERGED_COSTLY_OPS:
-                continue
-            others = [y for y in consumer.inputs if _producer_of(y) is None
-                      or _producer_of(y)[0] is not producer]
-            if any(below[id(y)] & bit[id(producer)] or y is producer for y in others):
-                continue  # another input is computed from the producer's results
-            found = producer
-            break
-        if found is None:
-            continue
-        pair_bits = bit[id(found)] | bit[id(consumer)]
-        pair_below = (below[id(found)] | below[id(consumer)]) & ~pair_bits
-        if pair_below & taken_bits or taken_below & pair_bits:
-            continue  # depends on a pair merged this round through another member
-        pairs.append((found, consumer))
-        taken_bits |= pair_bits
-        taken_below |= pair_below
-    return pairs
+        v = stack.pop()
+        after = bool(group) and any(id(x) in info["after"] for x in v.inputs)
+        if group and not after:  # independent of the open group: it belongs before it,
+            if sibling(v):  # or in it, reading the same inputs,
+                add(v)
+            elif candidate(v):  # or it starts a group of its own
+                close()
+                start(v)
+        elif group and isinstance(v.op, Proj) and id(v.inputs[0]) in info["ids"]:
+            info["after"].add(id(v))  # a projection of a member: part of the group
+        elif group and joins(v):
+            add(v)
+        elif group:
+            deferred.append(v)
+            continue  # emitted once the group ends
+        elif candidate(v):
+            start(v)
+        ready = []
+        for r in readers.get(id(v), ()):
+            pending[id(r)] -= 1
+            if pending[id(r)] == 0:
+                ready.append(r)
+        # readers that may join the open group are taken next (pushed last)
+        ready.sort(key=lambda r: isinstance(r.op, Proj) or candidate(r))
+        stack.extend(ready)
+    close()
+    return groups
 
 
-def _merged_body(producer: Var, consumer: Var) -> tuple[Composite, list[Var]]:
-    """(the Composite computing the producer's outputs then the consumer's, its inputs): the
-    consumer's placeholders for the producer's results become the producer's own expressions."""
-    p_holders, p_outputs, p_inputs = _as_body(producer)
-    c_holders, c_outputs, c_inputs = _as_body(consumer)
+def _group_node(group: list, readers: dict, roots: set, member_of: dict) -> tuple:
+    """(Composite, its inputs, {(id(member), output index): merged output index}, trace) for a
+    group: members' bodies chained (a member's placeholder for another's result becomes that
+    result's expression); the results read outside the group, or returned, are its outputs."""
+    k = member_of[id(group[0])]
     externals: list[Var] = []
     position: dict[int, int] = {}
+    bodies: dict[tuple, Var] = {}
 
     def slot(x: Var) -> Var:
         if id(x) not in position:
@@ -382,14 +423,30 @@ def _merged_body(producer: Var, consumer: Var) -> tuple[Composite, list[Var]]:
             externals.append(x)
         return placeholder(position[id(x)], x.dtype)
 
-    p_bodies = replace(list(p_outputs), {h: slot(x) for h, x in zip(p_holders, p_inputs)})
-    c_map = {}
-    for h, x in zip(c_holders, c_inputs):
-        made = _producer_of(x)
-        c_map[h] = p_bodies[made[1]] if made is not None and made[0] is producer else slot(x)
-    c_bodies = replace(list(c_outputs), c_map)
-    holders = tuple(placeholder(k, x.dtype) for k, x in enumerate(externals))
-    return Composite(holders, tuple(p_bodies) + tuple(c_bodies)), externals
+    def outside(var: Var) -> bool:
+        return id(var) in roots or any(member_of.get(id(r)) != k for r in readers.get(id(var), ()))
+
+    kept: dict[tuple, int] = {}
+    results = []
+    for m in group:
+        holders, outs, inputs = _as_body(m)
+        mapping = {}
+        for h, x in zip(holders, inputs):
+            made = _producer_of(x)
+            inside = made is not None and member_of.get(id(made[0])) == k
+            mapping[h] = bodies[(id(made[0]), made[1])] if inside else slot(x)
+        for j, body in enumerate(replace(list(outs), mapping)):
+            bodies[(id(m), j)] = body
+        if isinstance(m.type, TupleType):
+            read = [(p.op.index, p) for p in readers.get(id(m), ()) if isinstance(p.op, Proj)]
+            used = sorted({j for j, p in read if outside(p)})
+        else:
+            used = [0] if outside(m) else []
+        for j in used:
+            kept[(id(m), j)] = len(results)
+            results.append(bodies[(id(m), j)])
+    holders = tuple(placeholder(i, x.dtype) for i, x in enumerate(externals))
+    return Composite(holders, tuple(results)), externals, kept, group[-1].trace
 
 
 # Arithmetic a vectorized loop does in a few instructions; any other scalar op (tanh, exp, a
@@ -400,7 +457,6 @@ _CHEAP = (E.Add, E.Sub, E.Mul, E.Neg, E.Maximum, E.Minimum, E.Second, E.Cast, E.
 # and two tanh in one loop ran 15 us per 32 x 128 step against 12.5 us as five loops (registers
 # spill), while its gradient's arithmetic ran 6.3 us merged against 8.2 us apart (measured).
 MERGED_COSTLY_OPS = 2
-CONSUMER_ROUNDS = 4
 
 
 def _costly(var: Var) -> int:
@@ -420,11 +476,11 @@ def _feeds_reductions(var: Var, readers: dict, roots: set) -> bool:
         isinstance(u.op, FUSABLE_REDUCTIONS) for u in users)
 
 
-def _merged_member(var: Var, merged: dict) -> Var | None:
-    """The merged producer or consumer that `var` is (or projects), else None."""
-    if id(var) in merged:
+def _merged_member(var: Var, member_of: dict) -> Var | None:
+    """The grouped node that `var` is (or projects), else None."""
+    if id(var) in member_of:
         return var
-    if isinstance(var.op, Proj) and id(var.inputs[0]) in merged:
+    if isinstance(var.op, Proj) and id(var.inputs[0]) in member_of:
         return var.inputs[0]
     return None
 
@@ -453,12 +509,4 @@ def fuse_elementwise(outputs: Sequence[Var], supported: Supported = default_supp
         if all(a is b for a, b in zip(merged, outputs)):
             break
         outputs = merged
-    # then producers and their consumers, a pair per node each round, a few rounds: each rebuilds
-    # the graph (6 ms per 1k nodes), and a round pairs only nodes independent of the pairs taken
-    # before it; an LSTM step's loops need three
-    for _ in range(CONSUMER_ROUNDS):
-        merged = merge_consumers(outputs, supported)
-        if all(a is b for a, b in zip(merged, outputs)):
-            break
-        outputs = merged
-    return outputs
+    return merge_consumers(outputs, supported)  # then producers and their consumers

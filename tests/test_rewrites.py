@@ -546,6 +546,24 @@ def test_a_consumer_and_the_node_it_reads_become_one_loop():
         np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_a_chain_of_stored_results_merges_in_one_pass():
+    """Each link of a chain is also returned: one call of merge_consumers makes the whole chain
+    one loop with all four results as its outputs."""
+    from theanine.compiler.fuse import merge_consumers
+
+    x = dmat("x")[0]
+    a = x * 2.0
+    b = a + 1.0
+    c = b * b
+    d = c - a
+    outs = merge_consumers([a, b, c, d])
+    loops = {o.inputs[0] for o in outs if isinstance(o.op, Proj)}
+    assert len(loops) == 1 and len(next(iter(loops)).op.outputs) == 4
+    values = values_for([x], [(3, 4)])
+    for got, want in zip(evaluate(outs, values), evaluate([a, b, c, d], values)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_merged_loops_hold_at_most_two_costly_ops():
     """tanh(tanh(tanh(x))), each stored: the first two merge, the third stays a loop of its own
     (five transcendental functions in one loop spilled registers and ran slower, measured)."""
