@@ -65,6 +65,14 @@ compile.shared, compile.SharedVariable, compile.Function = shared, SharedVariabl
 compile.sharedvalue = _alias("compile.sharedvalue", types.ModuleType(f"{__name__}.compile.sharedvalue"))
 compile.sharedvalue.SharedVariable, compile.sharedvalue.shared = SharedVariable, shared
 
+def set_flush_denormal(mode: bool) -> bool:
+    """Flush denormal floats to zero on the calling thread (as torch.set_flush_denormal); returns
+    False where unsupported. See theanine/kernels/numba/fpenv.py for what it covers."""
+    from theanine.kernels.numba.fpenv import set_flush_denormal as _set_flush_denormal
+
+    return _set_flush_denormal(mode)
+
+
 pp = printing.pp
 pprint = printing.pprint
 debugprint = printing.debugprint
