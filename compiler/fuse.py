@@ -205,42 +205,8 @@ def merge_siblings(outputs: Sequence[Var], supported: Supported = default_suppor
     groups = accepted
     if not groups:
         return list(outputs)
-    replacement: dict[int, tuple[int, int]] = {}
-    merged_nodes = []
-    for g_index, group in enumerate(groups):
-        externals: list[Var] = []
-        position: dict[int, int] = {}
-        bodies = []
-        for member in group:
-            placeholders, member_outputs, inputs = _as_body(member)
-            mapping = {}
-            for p, x in zip(placeholders, inputs):
-                if id(x) not in position:
-                    position[id(x)] = len(externals)
-                    externals.append(x)
-                mapping[p] = placeholder(position[id(x)], x.dtype)
-            bodies.append(replace(list(member_outputs), mapping)[0])
-            replacement[id(member)] = (g_index, len(bodies) - 1)
-        new_placeholders = tuple(placeholder(k, x.dtype) for k, x in enumerate(externals))
-        merged_nodes.append((Composite(new_placeholders, tuple(bodies)), externals, group[0].trace))
-    built: dict[int, Var] = {}
-
-    def deps(var: Var) -> Sequence[Var]:
-        return merged_nodes[replacement[id(var)][0]][1] if id(var) in replacement else var.inputs
-
-    def make(var: Var, new: dict) -> Var:
-        if id(var) not in replacement:
-            return _rebuild(var, tuple(new[id(x)] for x in var.inputs)) if var.inputs else var
-        g_index, out_index = replacement[id(var)]
-        if g_index not in built:
-            op, externals, trace = merged_nodes[g_index]
-            with inherited_trace(trace):
-                built[g_index] = Var(op, tuple(new[id(x)] for x in externals))
-        with inherited_trace(var.trace):
-            return Var(Proj(out_index), (built[g_index],))
-
-    new = rebuild_graph(outputs, deps, make)
-    return [new[id(v)] for v in outputs]
+    # members read none of each other: every member's result is read outside its group
+    return _merge_groups(outputs, groups, _readers(order), lambda group: group[0].trace)
 
 
 def _composite_outputs(var: Var) -> list:
@@ -272,10 +238,7 @@ def merge_consumers(outputs: Sequence[Var], supported: Supported = default_suppo
     outputs = list(outputs)
     order = toposort(outputs)
     roots = {id(v) for v in outputs}
-    readers: dict[int, list[Var]] = {}
-    for var in order:
-        for x in dict.fromkeys(var.inputs):
-            readers.setdefault(id(x), []).append(var)
+    readers = _readers(order)
 
     def candidate(v: Var) -> bool:
         return ((isinstance(v.op, Composite) or _fusable(v, supported))
@@ -286,8 +249,25 @@ def merge_consumers(outputs: Sequence[Var], supported: Supported = default_suppo
     groups = _schedule_groups(order, readers, candidate)
     if not groups:
         return outputs
+    return _merge_groups(outputs, groups, readers, lambda group: group[-1].trace)
+
+
+def _readers(order: list) -> dict[int, list[Var]]:
+    """id(var) -> the nodes of `order` that read it (each once)."""
+    readers: dict[int, list[Var]] = {}
+    for var in order:
+        for x in dict.fromkeys(var.inputs):
+            readers.setdefault(id(x), []).append(var)
+    return readers
+
+
+def _merge_groups(outputs: list, groups: list, readers: dict, trace_of: Callable) -> list[Var]:
+    """Each group of elementwise nodes as one Composite (`_group_node`), made with the trace
+    `trace_of(group)`: the members' results read outside the group are read through Proj nodes
+    of it (the node itself when only one is)."""
+    roots = {id(v) for v in outputs}
     member_of = {id(m): k for k, group in enumerate(groups) for m in group}
-    built = [_group_node(group, readers, roots, member_of) for group in groups]
+    built = [_group_node(group, readers, roots, member_of) + (trace_of(group),) for group in groups]
     nodes: dict[int, Var] = {}
 
     def deps(var: Var) -> Sequence[Var]:
@@ -409,9 +389,9 @@ def _schedule_groups(order: list, readers: dict, candidate: Callable) -> list[li
 
 
 def _group_node(group: list, readers: dict, roots: set, member_of: dict) -> tuple:
-    """(Composite, its inputs, {(id(member), output index): merged output index}, trace) for a
-    group: members' bodies chained (a member's placeholder for another's result becomes that
-    result's expression); the results read outside the group, or returned, are its outputs."""
+    """(Composite, its inputs, {(id(member), output index): merged output index}) for a group:
+    members' bodies chained (a member's placeholder for another's result becomes that result's
+    expression); the results read outside the group, or returned, are its outputs."""
     k = member_of[id(group[0])]
     externals: list[Var] = []
     position: dict[int, int] = {}
@@ -446,7 +426,7 @@ def _group_node(group: list, readers: dict, roots: set, member_of: dict) -> tupl
             kept[(id(m), j)] = len(results)
             results.append(bodies[(id(m), j)])
     holders = tuple(placeholder(i, x.dtype) for i, x in enumerate(externals))
-    return Composite(holders, tuple(results)), externals, kept, group[-1].trace
+    return Composite(holders, tuple(results)), externals, kept
 
 
 # Arithmetic a vectorized loop does in a few instructions; any other scalar op (tanh, exp, a
