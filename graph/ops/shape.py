@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..type import TensorType, is_discrete, upcast
 from ..var import Constant, Op, Var, as_tensor_variable, constant
+
+
+@functools.lru_cache(maxsize=None)
+def _dimshuffle_layout(new_order: tuple, ndim: int) -> tuple:
+    """(dropped axes, transpose permutation or None for the identity, the source axis of each
+    output axis or None for an inserted one) of a dimshuffle of a rank-`ndim` input."""
+    kept = tuple(d for d in new_order if d != "x")
+    dropped = tuple(a for a in range(ndim) if a not in kept)
+    permutation = kept + dropped
+    if permutation == tuple(range(ndim)):
+        permutation = None
+    return dropped, permutation, tuple(None if d == "x" else d for d in new_order)
 
 
 @dataclass(frozen=True)
@@ -37,12 +50,16 @@ class DimShuffle(Op):
         return ()
 
     def perform(self, x):
-        kept = [d for d in self.new_order if d != "x"]
-        dropped = tuple(a for a in range(x.ndim) if a not in kept)
-        y = x.reshape([s for a, s in enumerate(x.shape) if a not in dropped]) if dropped else x
-        order = sorted(kept)
-        y = np.transpose(y, [order.index(d) for d in kept])
-        return y.reshape([1 if d == "x" else x.shape[d] for d in self.new_order])
+        # a transpose putting the kept axes in order (the dropped ones last), then a reshape
+        # inserting and dropping size-1 axes: both views; the orders are worked out once per rank
+        dropped, permutation, sources = _dimshuffle_layout(self.new_order, x.ndim)
+        shape = x.shape
+        for a in dropped:
+            if shape[a] != 1:
+                raise ValueError(f"dimshuffle{self.new_order} drops axis {a} of an input with "
+                                 f"shape {shape}, which is not of size 1")
+        y = x if permutation is None else x.transpose(permutation)
+        return y.reshape(tuple(1 if d is None else shape[d] for d in sources))
 
     def pullback(self, inputs, output, g):
         (x,) = inputs
