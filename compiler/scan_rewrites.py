@@ -25,7 +25,7 @@ from ..graph.ops.shape_alloc import Alloc
 from ..graph.ops.subtensor import Subtensor
 from ..graph.type import TupleType
 from ..graph.var import Constant, Var, replace, toposort
-from .rules.common import like
+from .rules.common import constant_value, like
 
 __all__ = [
     "optimize_scans", "merge_extended_scans", "prune_scans", "hoist_invariants", "save_memory",
@@ -505,9 +505,8 @@ def _zeros(v: Var) -> bool:
         v = v.inputs[1]
     elif isinstance(v.op, Alloc):
         v = v.inputs[0]
-    while isinstance(v.op, DimShuffle):
-        v = v.inputs[0]
-    return isinstance(v.op, Constant) and not np.any(v.op.data)
+    value = constant_value(v)  # looks through dimshuffles
+    return value is not None and not np.any(value)
 
 
 def _sum_of(products: list, var: Var) -> Var | None:
